@@ -1,0 +1,36 @@
+# Two entry points: `make demo` and `make test`. Both create or refresh .venv first.
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# The torch build this machine has on disk; override elsewhere, e.g. `make test TORCH_SPEC=torch`.
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+STAMP  := $(VENV)/.installed
+PIP    := $(BIN)/python -m pip --disable-pip-version-check
+
+.PHONY: demo test lint format venv clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml setup.py
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip setuptools wheel
+	$(PIP) install -q $(TORCH_SPEC)
+	$(PIP) install -q -e '.[dev]' $(TORCH_SPEC)
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/eqarm demo --out outputs/demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check habitat_eqarm tests benchmarks
+	$(BIN)/ruff format --check habitat_eqarm tests benchmarks
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix habitat_eqarm tests benchmarks
+	$(BIN)/ruff format habitat_eqarm tests benchmarks
+
+test: lint
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

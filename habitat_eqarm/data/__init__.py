@@ -1,0 +1,36 @@
+"""Episodes, OpenEQA and the instance schema."""
+
+from habitat_eqarm.data.episode import DEPTH_UNITS_PER_METRE, EpisodeMemory, EpisodeMemoryError
+from habitat_eqarm.data.keyframes import select_keyframes, uniform_indices, view_spread
+from habitat_eqarm.data.openeqa import CATEGORIES, OpenEQAError, find_openeqa_dir, load_openeqa
+from habitat_eqarm.data.schema import (
+    EQAInstance,
+    InstanceError,
+    dataset_features,
+    from_dataset,
+    iter_jsonl,
+    read_jsonl,
+    to_dataset,
+    write_jsonl,
+)
+
+__all__ = [
+    "CATEGORIES",
+    "DEPTH_UNITS_PER_METRE",
+    "EQAInstance",
+    "EpisodeMemory",
+    "EpisodeMemoryError",
+    "InstanceError",
+    "OpenEQAError",
+    "dataset_features",
+    "find_openeqa_dir",
+    "from_dataset",
+    "iter_jsonl",
+    "load_openeqa",
+    "read_jsonl",
+    "select_keyframes",
+    "to_dataset",
+    "uniform_indices",
+    "view_spread",
+    "write_jsonl",
+]
