@@ -1,1 +1,1 @@
-"""bench"""
+"""EQARewardBench: building it (generate, judge, review, split, export) and evaluating on it."""

@@ -1,1 +1,1 @@
-"""cli"""
+"""The ``eqarm`` command line: one module per verb, dispatched by ``habitat_eqarm.cli.main``."""

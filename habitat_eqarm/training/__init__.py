@@ -1,1 +1,1 @@
-"""training"""
+"""Training EQA-RM: perturbations, reward maths, rejective fine-tuning and C-GRPO on TRL."""

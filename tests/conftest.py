@@ -1,0 +1,55 @@
+"""Shared fixtures: real OpenEQA data by path (skipped with a reason when absent), a tiny model."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _openeqa_dir() -> Path | None:
+    candidates = [os.environ.get("EQARM_OPENEQA"), REPO.parent / "shared" / "openeqa"]
+    for cand in candidates:
+        if cand and (Path(cand) / "open-eqa-v0.json").is_file():
+            return Path(cand).resolve()
+    return None
+
+
+OPENEQA = _openeqa_dir()
+needs_openeqa = pytest.mark.skipif(
+    OPENEQA is None, reason="OpenEQA data not found (../shared/openeqa or $EQARM_OPENEQA)"
+)
+
+
+@pytest.fixture(scope="session")
+def openeqa_dir() -> Path:
+    """The folder with OpenEQA's real files; skips the test when there is none."""
+    if OPENEQA is None:
+        pytest.skip("OpenEQA data not found (../shared/openeqa or $EQARM_OPENEQA)")
+    return OPENEQA
+
+
+@pytest.fixture(scope="session")
+def demo_video(openeqa_dir: Path) -> Path:
+    """OpenEQA's real HM3D demo episode video (168 frames, 1280x720)."""
+    return openeqa_dir / "open-eqa-hm3d-demo.mp4"
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random-weight Qwen2-VL checkpoint built locally once per test session."""
+    from habitat_eqarm.testing import make_tiny_model
+
+    return make_tiny_model(tmp_path_factory.mktemp("tiny-qwen2-vl"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def synthetic_folder(tmp_path_factory: pytest.TempPathFactory):
+    """A synthetic episode written in OpenEQA's folder layout, and its questions."""
+    from habitat_eqarm.data.synthetic import make_synthetic_episode
+
+    folder = tmp_path_factory.mktemp("synthetic") / "episode"
+    return make_synthetic_episode(folder, seed=0)
