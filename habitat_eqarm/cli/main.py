@@ -44,7 +44,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     verb, rest = matched
     module = importlib.import_module(COMMANDS[verb][0])
     (config,) = module.make_parser().parse_args_and_config(rest)
-    return int(module.main(config) or 0)
+    try:
+        return int(module.main(config) or 0)
+    except (ValueError, OSError) as err:  # bad input: our errors name the file and the problem
+        print(f"eqarm {verb}: error: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -66,7 +66,12 @@ class EQAInstance:
 
     def to_dict(self) -> dict[str, Any]:
         """A plain JSON-serialisable dict (lists and dicts copied)."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
+        try:
+            return json.loads(json.dumps(dataclasses.asdict(self), allow_nan=False))
+        except (TypeError, ValueError) as err:
+            raise InstanceError(
+                f"instance {self.question_id!r}: not JSON-serialisable ({err})"
+            ) from None
 
     @classmethod
     def from_dict(cls, record: Mapping[str, Any], *, where: str = "record") -> EQAInstance:

@@ -48,3 +48,10 @@ def test_console_script_help_and_unknown_command():
     assert "demo" in out
     bad = subprocess.run([*script, "frobnicate"], capture_output=True, text=True)
     assert bad.returncode == 2 and "unknown command 'frobnicate'" in bad.stderr
+
+
+def test_bad_episode_is_a_one_line_error(tmp_path, capsys):
+    assert main(["demo", "--episode", str(tmp_path / "missing.mp4"), "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "eqarm demo: error:" in err and "missing.mp4: no such episode folder" in err
+    assert "Traceback" not in err

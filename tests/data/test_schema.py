@@ -143,3 +143,11 @@ def test_write_jsonl_is_atomic(tmp_path, monkeypatch):
         write_jsonl(path, [full_instance(question_id="other")])
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl"]  # no temp file left
+
+
+def test_meta_that_is_not_json_names_the_instance(tmp_path):
+    inst = full_instance(meta={"when": object()})
+    with pytest.raises(InstanceError, match="instance 'q1': not JSON-serialisable"):
+        write_jsonl(tmp_path / "x.jsonl", [inst])
+    with pytest.raises(InstanceError, match="not JSON-serialisable"):
+        full_instance(meta={"x": float("nan")}).to_dict()
