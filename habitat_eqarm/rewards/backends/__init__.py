@@ -1,0 +1,1 @@
+"""Reward-model backends: ``hf`` (local transformers); ``vllm`` and ``openai`` plug in here."""

@@ -1,0 +1,83 @@
+"""The backend interface: turn chat requests with frames into K sampled texts each.
+
+A backend knows nothing of EQA: :class:`~habitat_eqarm.rewards.model.EQARewardModel` builds the
+prompt, picks the frames and parses the answers. Backends register by name in
+:data:`BACKENDS` (``hf`` now; ``vllm`` and ``openai`` plug in the same way).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class GenerationRequest:
+    """One prompt: chat ``messages`` and its frames, as images or as one video ``(T, H, W, 3)``."""
+
+    messages: list[dict[str, Any]]
+    frames: np.ndarray
+    as_video: bool = False
+
+
+@dataclass
+class SamplingParams:
+    """How to sample: K texts per request; ``temperature == 0`` means greedy."""
+
+    k: int = 1
+    temperature: float = 0.8
+    top_p: float = 0.9
+    max_new_tokens: int = 512
+    seed: int | None = None
+
+
+@dataclass
+class GenerationResult:
+    """The K texts of one request and where its time went (seconds, shared across a batch)."""
+
+    texts: list[str]
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class RewardBackend(ABC):
+    """A text generator over images; subclasses implement :meth:`generate`."""
+
+    name: str = "base"
+    model_id: str = ""
+
+    @abstractmethod
+    def generate(
+        self, requests: Sequence[GenerationRequest], params: SamplingParams
+    ) -> list[GenerationResult]:
+        """K sampled texts for each request, in order."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
+        """Release what the backend holds (models, connections); idempotent."""
+
+
+BackendFactory = Callable[..., RewardBackend]
+BACKENDS: dict[str, BackendFactory] = {}
+
+
+def register_backend(name: str) -> Callable[[BackendFactory], BackendFactory]:
+    """Class decorator: make a backend available as ``from_pretrained(..., backend=name)``."""
+
+    def wrap(factory: BackendFactory) -> BackendFactory:
+        BACKENDS[name] = factory
+        return factory
+
+    return wrap
+
+
+def load_backend(name: str, model: str, **kwargs: Any) -> RewardBackend:
+    """Instantiate the backend registered as ``name`` for ``model`` (a path or hub id)."""
+    if name == "hf":
+        import habitat_eqarm.rewards.backends.hf  # noqa: F401 - registers itself
+    if name not in BACKENDS:
+        known = ", ".join(sorted(BACKENDS)) or "none"
+        raise ValueError(f"unknown backend {name!r} (registered: {known})")
+    return BACKENDS[name](model, **kwargs)

@@ -1,0 +1,249 @@
+"""`EQARewardModel`: score EQA instances with a generative reward model (spec §1, §6).
+
+One interface over backends (:mod:`habitat_eqarm.rewards.backends`): the model builds the
+reward-model prompt, picks keyframes from each instance's episode memory, asks the backend for
+K samples, parses each with :func:`parse_evaluation` and aggregates the valid scores.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from habitat_eqarm.data.episode import EpisodeMemory
+from habitat_eqarm.data.schema import EQAInstance
+from habitat_eqarm.rewards.backends.base import (
+    GenerationRequest,
+    RewardBackend,
+    SamplingParams,
+    load_backend,
+)
+from habitat_eqarm.rewards.parsing import aggregate_scores, parse_evaluation
+from habitat_eqarm.rewards.prompts import REWARD_MODEL_PROMPT, Prompt, build_messages
+
+
+@dataclass
+class Sample:
+    """One sampled evaluation: the raw text, its parsed critique and score, and validity.
+
+    ``score`` is None unless the text is well formed (lenient recovery is not used here).
+    """
+
+    text: str
+    critique: str | None
+    score: int | None
+    format_ok: bool
+
+    @classmethod
+    def from_text(cls, text: str) -> Sample:
+        """Parse ``text`` strictly; a malformed sample keeps its text but has no score."""
+        parsed = parse_evaluation(text)
+        score = parsed.score if parsed.format_ok else None
+        return cls(text=text, critique=parsed.critique, score=score, format_ok=parsed.format_ok)
+
+
+@dataclass
+class Judgement:
+    """The reward model's verdict on one instance: every sample and their aggregate.
+
+    ``score`` is the aggregate (0..10 as a float) of the valid samples, None if none was
+    valid. ``timings`` are seconds for this instance (a batch's time split evenly).
+    """
+
+    question_id: str
+    samples: list[Sample]
+    score: float | None
+    aggregate: str
+    n_valid: int
+    prompt_id: str
+    model: str
+    keyframe_indices: list[int] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def scores(self) -> list[int | None]:
+        """Each sample's score (None where the sample was malformed)."""
+        return [s.score for s in self.samples]
+
+    @property
+    def critiques(self) -> list[str | None]:
+        """Each sample's critique."""
+        return [s.critique for s in self.samples]
+
+    def prefix(self, k: int) -> Judgement:
+        """The judgement the first ``k`` samples alone would give (for K-scaling curves)."""
+        samples = self.samples[:k]
+        scores = [s.score for s in samples]
+        return Judgement(
+            question_id=self.question_id,
+            samples=samples,
+            score=aggregate_scores(scores, self.aggregate),
+            aggregate=self.aggregate,
+            n_valid=sum(s is not None for s in scores),
+            prompt_id=self.prompt_id,
+            model=self.model,
+            keyframe_indices=self.keyframe_indices,
+            timings=self.timings,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Judgement:
+        """Inverse of :meth:`to_dict`."""
+        data = dict(data)
+        data["samples"] = [Sample(**s) for s in data["samples"]]
+        return cls(**data)
+
+
+def judgement_from_texts(
+    instance: EQAInstance,
+    texts: Sequence[str],
+    *,
+    aggregate: str,
+    prompt_id: str,
+    model: str,
+    keyframe_indices: Sequence[int] = (),
+    timings: dict[str, float] | None = None,
+) -> Judgement:
+    """Parse K sampled texts into a :class:`Judgement` (shared by every backend)."""
+    samples = [Sample.from_text(t) for t in texts]
+    scores = [s.score for s in samples]
+    return Judgement(
+        question_id=instance.question_id,
+        samples=samples,
+        score=aggregate_scores(scores, aggregate),
+        aggregate=aggregate,
+        n_valid=sum(s is not None for s in scores),
+        prompt_id=prompt_id,
+        model=model,
+        keyframe_indices=list(keyframe_indices),
+        timings=dict(timings or {}),
+    )
+
+
+class EQARewardModel:
+    """A generative reward model for EQA: critique + 0-10 score per instance.
+
+    ``frames_as``: ``"images"`` (one image per keyframe, the default) or ``"video"`` (the
+    keyframes as one video). ``num_keyframes`` / ``keyframe_method`` apply to instances
+    without ``keyframe_indices``.
+    """
+
+    def __init__(
+        self,
+        backend: RewardBackend,
+        *,
+        prompt: Prompt = REWARD_MODEL_PROMPT,
+        num_keyframes: int = 5,
+        keyframe_method: str = "uniform",
+        frames_as: str = "images",
+    ) -> None:
+        if frames_as not in ("images", "video"):
+            raise ValueError(f"frames_as must be 'images' or 'video', got {frames_as!r}")
+        self.backend = backend
+        self.prompt = prompt
+        self.num_keyframes = num_keyframes
+        self.keyframe_method = keyframe_method
+        self.frames_as = frames_as
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path_or_id: str,
+        backend: str = "hf",
+        *,
+        prompt: Prompt = REWARD_MODEL_PROMPT,
+        num_keyframes: int = 5,
+        keyframe_method: str = "uniform",
+        frames_as: str = "images",
+        **backend_kwargs: Any,
+    ) -> EQARewardModel:
+        """Load a reward model from a local path or hub id with the named backend.
+
+        ``backend_kwargs`` go to the backend (for ``hf``: device, dtype, batch_size,
+        max_pixels, share_prefill, attn_implementation, ...).
+        """
+        return cls(
+            load_backend(backend, path_or_id, **backend_kwargs),
+            prompt=prompt,
+            num_keyframes=num_keyframes,
+            keyframe_method=keyframe_method,
+            frames_as=frames_as,
+        )
+
+    @property
+    def name(self) -> str:
+        """The backend's model path or id."""
+        return self.backend.model_id
+
+    def request_for(
+        self, instance: EQAInstance, memory: EpisodeMemory | None = None
+    ) -> tuple[GenerationRequest, list[int]]:
+        """The backend request for ``instance`` and the keyframe indices it used."""
+        if memory is None:
+            if not instance.episode_path:
+                raise ValueError(f"instance {instance.question_id!r} has no episode_path")
+            memory = EpisodeMemory.from_path(instance.episode_path)
+        indices = instance.keyframe_indices or memory.keyframes(
+            self.num_keyframes, self.keyframe_method
+        )
+        frames = memory.frames(indices)
+        as_video = self.frames_as == "video"
+        messages = build_messages(self.prompt, instance, len(indices), as_video=as_video)
+        return GenerationRequest(messages=messages, frames=frames, as_video=as_video), list(indices)
+
+    def score(
+        self,
+        instances: Sequence[EQAInstance],
+        k: int = 1,
+        temperature: float = 0.8,
+        top_p: float = 0.9,
+        aggregate: str = "mean",
+        seed: int | None = None,
+        *,
+        max_new_tokens: int = 512,
+        memories: Sequence[EpisodeMemory | None] | None = None,
+    ) -> list[Judgement]:
+        """Judge each instance with ``k`` samples aggregated by ``aggregate``.
+
+        ``temperature=0`` decodes greedily. ``memories`` supplies episode memory directly
+        (e.g. recorded by a gym wrapper) instead of reading each ``episode_path``.
+        """
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        aggregate_scores([], aggregate)  # validates the method name before any work
+        memories = list(memories) if memories is not None else [None] * len(instances)
+        if len(memories) != len(instances):
+            raise ValueError(f"{len(memories)} memories for {len(instances)} instances")
+        t0 = time.perf_counter()
+        built = [self.request_for(inst, mem) for inst, mem in zip(instances, memories, strict=True)]
+        frames_s = (time.perf_counter() - t0) / max(1, len(instances))
+        params = SamplingParams(k, temperature, top_p, max_new_tokens, seed)
+        results = self.backend.generate([req for req, _ in built], params)
+        return [
+            judgement_from_texts(
+                inst,
+                result.texts,
+                aggregate=aggregate,
+                prompt_id=self.prompt.id,
+                model=self.name,
+                keyframe_indices=indices,
+                timings={"frames_s": frames_s, **result.timings},
+            )
+            for inst, (_, indices), result in zip(instances, built, results, strict=True)
+        ]
+
+    def close(self) -> None:
+        """Release the backend."""
+        self.backend.close()
+
+    def __enter__(self) -> EQARewardModel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
