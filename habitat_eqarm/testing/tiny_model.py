@@ -125,25 +125,33 @@ def make_processor(seed: int = 0):
     )
 
 
-def tiny_config(tokenizer):
-    """A ``Qwen2VLConfig`` with tiny dimensions and token ids taken from ``tokenizer``."""
+def tiny_config(tokenizer, *, hidden_size: int = 64, num_layers: int = 2, vision_dim: int = 32):
+    """A ``Qwen2VLConfig`` with small dimensions and token ids taken from ``tokenizer``.
+
+    ``hidden_size`` must be a multiple of 16 (4 heads of a head size divisible by 4 for M-RoPE).
+    """
     from transformers import Qwen2VLConfig
 
+    if hidden_size % 16:
+        raise ValueError(f"hidden_size must be a multiple of 16, got {hidden_size}")
     ids = {tok: tokenizer.convert_tokens_to_ids(tok) for tok in SPECIAL_TOKENS}
-    hidden = 64
+    hidden = hidden_size
+    half_head = hidden_size // 4 // 2
+    section = [half_head // 4, (half_head - half_head // 4) // 2]
+    section.append(half_head - sum(section))
     return Qwen2VLConfig(
         text_config={
             "vocab_size": len(tokenizer),
             "hidden_size": hidden,
-            "intermediate_size": 128,
-            "num_hidden_layers": 2,
+            "intermediate_size": 2 * hidden,
+            "num_hidden_layers": num_layers,
             "num_attention_heads": 4,
             "num_key_value_heads": 2,
             "max_position_embeddings": 32768,
             "rope_parameters": {
                 "rope_type": "default",
                 "rope_theta": 1e6,
-                "mrope_section": [2, 3, 3],
+                "mrope_section": section,
             },
             "bos_token_id": ids["<|endoftext|>"],
             "eos_token_id": ids["<|im_end|>"],
@@ -151,7 +159,7 @@ def tiny_config(tokenizer):
         },
         vision_config={
             "depth": 2,
-            "embed_dim": 32,
+            "embed_dim": vision_dim,
             "hidden_size": hidden,
             "num_heads": 2,
             "mlp_ratio": 2,
@@ -166,8 +174,17 @@ def tiny_config(tokenizer):
     )
 
 
-def make_tiny_model(path: str | os.PathLike[str], seed: int = 0) -> Path:
+def make_tiny_model(
+    path: str | os.PathLike[str],
+    seed: int = 0,
+    *,
+    hidden_size: int = 64,
+    num_layers: int = 2,
+    vision_dim: int = 32,
+) -> Path:
     """Write a tiny random-weight Qwen2-VL checkpoint with its processor to ``path``; return it.
+
+    The defaults give about 1 MB of weights; larger sizes serve benchmarks.
 
     Loadable with ``Qwen2VLForConditionalGeneration.from_pretrained(path)`` /
     ``AutoModelForImageTextToText`` and ``AutoProcessor.from_pretrained(path)``.
@@ -177,7 +194,9 @@ def make_tiny_model(path: str | os.PathLike[str], seed: int = 0) -> Path:
 
     path = Path(path)
     processor = make_processor(seed)
-    config = tiny_config(processor.tokenizer)
+    config = tiny_config(
+        processor.tokenizer, hidden_size=hidden_size, num_layers=num_layers, vision_dim=vision_dim
+    )
     torch.manual_seed(seed)
     model = Qwen2VLForConditionalGeneration(config).eval()
     model.generation_config = GenerationConfig(

@@ -33,6 +33,7 @@ class SamplingParams:
     top_p: float = 0.9
     max_new_tokens: int = 512
     seed: int | None = None
+    min_new_tokens: int = 0  # > 0 forces a fixed output length (benchmarks)
 
 
 @dataclass

@@ -122,6 +122,8 @@ class HFBackend(RewardBackend):
     def _sampling_kwargs(self, params: SamplingParams) -> dict[str, Any]:
         greedy = params.temperature <= 0
         kwargs: dict[str, Any] = {"max_new_tokens": params.max_new_tokens, "do_sample": not greedy}
+        if params.min_new_tokens:
+            kwargs["min_new_tokens"] = params.min_new_tokens
         if not greedy:
             kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=0)
         return kwargs
