@@ -12,7 +12,9 @@ from collections.abc import Sequence
 
 #: verb -> (module, one-line description). Multi-word verbs ("bench generate") go here too.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("habitat_eqarm.cli.demo", "load an episode, pick keyframes, write a contact sheet"),
+    "demo": ("habitat_eqarm.cli.demo", "score right and wrong answers on OpenEQA's demo episode"),
+    "score": ("habitat_eqarm.cli.score", "critique and score one answer about one episode"),
+    "eval": ("habitat_eqarm.cli.eval", "accuracy/RMSE of a reward model for every K, with reports"),
 }
 
 

@@ -92,6 +92,18 @@ class EQAInstance:
 
 FIELD_NAMES = tuple(f.name for f in dataclasses.fields(EQAInstance))
 
+#: Separates an OpenEQA question id from a response number: ``<question id>#<n>``.
+RESPONSE_SEPARATOR = "#"
+
+
+def base_question_id(question_id: str) -> str:
+    """The OpenEQA question an instance answers: ``question_id`` up to the first ``#``.
+
+    ``question_id`` identifies an instance; several responses to one OpenEQA question are
+    ``<question id>#0``, ``<question id>#1``, ... (pairwise preference groups them this way).
+    """
+    return question_id.split(RESPONSE_SEPARATOR, 1)[0]
+
 
 def _check_type(inst: EQAInstance, name: str, types: tuple[type, ...], optional: bool) -> None:
     value = getattr(inst, name)

@@ -1,0 +1,114 @@
+"""Reports people look at: Markdown tables shaped like the paper's and PNG plots."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from habitat_eqarm.data.io import atomic_path
+
+SOURCE_COLUMNS = (("hm3d", "HM3D (OOD)"), ("scannet", "ScanNet (ID)"))
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f}"
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def table_by_source(report: dict[str, Any], aggregate: str, model: str) -> str:
+    """Table 1's shape: accuracy per source and overall, RMSE, invalid outputs; a row per K."""
+    lines = [
+        f"Accuracy (%, |pred - gt| <= tau) and RMSE of {model}, {aggregate} over K samples "
+        "(smaller K are prefixes of the same samples).",
+        "",
+        "| K | "
+        + " | ".join(title for _, title in SOURCE_COLUMNS)
+        + " | Overall | RMSE | invalid |",
+        "|---" * (len(SOURCE_COLUMNS) + 4) + "|",
+    ]
+    for k, per_agg in report.items():
+        r = per_agg[aggregate]
+        by_source = [_pct(r["by_source"].get(src, {}).get("accuracy")) for src, _ in SOURCE_COLUMNS]
+        overall = r["overall"]
+        invalid = f"{overall['n_invalid']}/{overall['n']}"
+        lines.append(
+            f"| {k} | {' | '.join(by_source)} | {_pct(overall['accuracy'])} | "
+            f"{_num(overall['rmse'])} | {invalid} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def table_by_category(report: dict[str, Any], aggregate: str, ks: Sequence[str]) -> str:
+    """Table 2's shape: accuracy per OpenEQA category, one column per chosen K."""
+    categories = sorted({c for k in ks for c in report[k][aggregate]["by_category"]})
+    lines = [
+        f"Accuracy (%) by question category, {aggregate} over K samples.",
+        "",
+        "| category | " + " | ".join(f"K={k}" for k in ks) + " |",
+        "|---" * (len(ks) + 1) + "|",
+    ]
+    for cat in categories:
+        cells = [_pct(report[k][aggregate]["by_category"].get(cat, {}).get("accuracy")) for k in ks]
+        lines.append(f"| {cat} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_scaling(report: dict[str, Any], aggregates: Sequence[str], path: str | os.PathLike[str]):
+    """Accuracy and RMSE against K (log-2 axis), one line per aggregate; saved as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ks = [int(k) for k in report]
+    fig, (ax_acc, ax_rmse) = plt.subplots(1, 2, figsize=(9, 3.5))
+    for aggregate in aggregates:
+        acc = [report[str(k)][aggregate]["overall"]["accuracy"] for k in ks]
+        rmse = [report[str(k)][aggregate]["overall"]["rmse"] for k in ks]
+        ax_acc.plot(ks, [None if a is None else 100 * a for a in acc], marker="o", label=aggregate)
+        ax_rmse.plot(ks, rmse, marker="o", label=aggregate)
+    for ax, title in ((ax_acc, "accuracy (%)"), (ax_rmse, "RMSE")):
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(ks, [str(k) for k in ks])
+        ax.set_xlabel("K samples")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_histogram(
+    pred: Sequence[float | None], gt: Sequence[float], path: str | os.PathLike[str], title: str
+):
+    """Histogram of predicted vs ground-truth scores (0..10); invalid predictions counted."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    valid = [p for p in pred if p is not None]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    bins = [b - 0.5 for b in range(12)]
+    ax.hist([gt, valid], bins=bins, label=["ground truth", "predicted"], alpha=0.8)
+    ax.set_xticks(range(11))
+    ax.set_xlabel("score")
+    ax.set_ylabel("instances")
+    ax.set_title(f"{title} ({len(pred) - len(valid)} invalid of {len(pred)})")
+    ax.legend()
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def _save(fig, path: str | os.PathLike[str]) -> Path:
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format=Path(path).suffix.lstrip(".") or "png")
+    plt.close(fig)
+    return Path(path)

@@ -1,0 +1,51 @@
+"""What several commands share: the default (tiny, untrained) model and progress bars."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+UNTRAINED_WARNING = (
+    "NOTE: no --model given, so this runs the tiny Qwen2-VL built locally with RANDOM weights. "
+    "It is untrained: its critiques are noise and it rarely writes a well-formed score. Pass "
+    "--model PATH_OR_ID (e.g. Qwen/Qwen2-VL-2B-Instruct or a trained EQA-RM) for real scores."
+)
+
+
+def cache_dir() -> Path:
+    """Where built artefacts are kept: ``$EQARM_CACHE`` or ``~/.cache/habitat_eqarm``."""
+    return Path(os.environ.get("EQARM_CACHE", Path.home() / ".cache" / "habitat_eqarm"))
+
+
+def default_model(seed: int = 0) -> str:
+    """The tiny model's folder, built once (atomically: a temporary folder, then rename)."""
+    from habitat_eqarm.testing import make_tiny_model
+
+    target = cache_dir() / f"tiny-qwen2-vl-seed{seed}"
+    if not (target / "model.safetensors").is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".tiny-", dir=target.parent))
+        try:
+            make_tiny_model(tmp, seed=seed)
+            shutil.rmtree(target, ignore_errors=True)
+            os.replace(tmp, target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return str(target)
+
+
+def resolve_model(model: str | None) -> tuple[str, bool]:
+    """``(model, is_default)``: the given path or id, or the tiny default with a warning."""
+    if model:
+        return model, False
+    print(UNTRAINED_WARNING)
+    return default_model(), True
+
+
+def progress_bar(total: int, desc: str):
+    """A tqdm bar (on stderr) for long loops."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="inst", dynamic_ncols=True)

@@ -1,0 +1,168 @@
+"""`eqarm eval`: accuracy and RMSE of a reward model on labelled instances, for every K.
+
+Samples once at the largest K and reports each smaller K from prefixes of the same samples.
+Writes ``results.json``, ``table1.md`` (per source), ``table2.md`` (per category),
+``scaling.png`` (accuracy and RMSE against K), ``histogram.png`` and the per-instance sample
+cache ``samples.jsonl``, from which a killed run resumes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from habitat_eqarm.bench.evaluate import (
+    EvalSettings,
+    SampleCache,
+    load_instances,
+    sample_all,
+    score_report,
+)
+from habitat_eqarm.bench.report import (
+    plot_histogram,
+    plot_scaling,
+    table_by_category,
+    table_by_source,
+)
+from habitat_eqarm.data.io import atomic_write_text
+from habitat_eqarm.data.schema import InstanceError
+from habitat_eqarm.rewards.parsing import AGGREGATES, aggregate_scores
+from habitat_eqarm.rewards.prompts import REWARD_MODEL_PROMPT
+
+
+@dataclass
+class EvalConfig:
+    """Options of `eqarm eval`."""
+
+    model: str = field(metadata={"help": "reward model: local path or hub id"})
+    data: str = field(metadata={"help": "labelled instances: .jsonl, .parquet or dataset folder"})
+    out: str = field(default="outputs/eval", metadata={"help": "output folder"})
+    k: str = field(default="1,2,4,8,16,32", metadata={"help": "comma-separated sample counts"})
+    aggregate: str = field(default="majority,mean", metadata={"help": "mean, majority, median"})
+    split: str | None = field(default=None, metadata={"help": "split of a DatasetDict"})
+    data_root: str | None = field(default=None, metadata={"help": "base of relative episodes"})
+    limit: int | None = field(default=None, metadata={"help": "evaluate the first N only"})
+    backend: str = field(default="hf", metadata={"help": "reward-model backend"})
+    temperature: float = 0.8
+    top_p: float = 0.9
+    max_new_tokens: int = 512
+    seed: int = 0
+    tau: float = field(default=2.0, metadata={"help": "accuracy tolerance |pred - gt| <= tau"})
+    batch_size: int = 4
+    num_keyframes: int = 5
+    keyframe_method: str = "uniform"
+    frames_as: str = field(default="images", metadata={"help": "images or video"})
+    max_pixels: int = 401_408
+
+
+def make_parser():
+    """The `eqarm eval` argument parser (``--config file.yaml`` supported)."""
+    from trl import TrlParser
+
+    return TrlParser(EvalConfig)
+
+
+def settings_from(cfg: EvalConfig) -> EvalSettings:
+    """Sampling and reporting settings from the command's options (validated)."""
+    ks = sorted({int(k) for k in cfg.k.split(",") if k.strip()})
+    aggregates = [a.strip() for a in cfg.aggregate.split(",") if a.strip()]
+    if not ks or ks[0] < 1:
+        raise ValueError(f"--k must list positive sample counts, got {cfg.k!r}")
+    for a in aggregates:
+        aggregate_scores([], a)  # raises on an unknown name
+    return EvalSettings(
+        ks=ks,
+        aggregates=aggregates or list(AGGREGATES[:1]),
+        temperature=cfg.temperature,
+        top_p=cfg.top_p,
+        max_new_tokens=cfg.max_new_tokens,
+        seed=cfg.seed,
+        tau=cfg.tau,
+        batch_size=cfg.batch_size,
+    )
+
+
+def fingerprint(cfg: EvalConfig, settings: EvalSettings) -> dict:
+    """What makes cached samples reusable: same model, prompt, sampling and frames."""
+    keys = ("model", "backend", "temperature", "top_p", "max_new_tokens", "seed")
+    keys += ("num_keyframes", "keyframe_method", "frames_as", "max_pixels")
+    return {
+        **{k: getattr(cfg, k) for k in keys},
+        "kmax": max(settings.ks),
+        "prompt_id": REWARD_MODEL_PROMPT.id,
+    }
+
+
+def check_instances(instances) -> None:
+    """Every instance labelled and uniquely identified, before any sampling."""
+    ids = [inst.question_id for inst in instances]
+    dupes = sorted({i for i in ids if ids.count(i) > 1}) if len(set(ids)) != len(ids) else []
+    if dupes:
+        raise InstanceError(f"{len(dupes)} duplicate question_id(s), e.g. {dupes[0]!r}")
+    missing = [inst.question_id for inst in instances if inst.gt_score is None]
+    if missing:
+        raise InstanceError(f"{len(missing)} instance(s) lack gt_score, e.g. {missing[0]!r}")
+    if not instances:
+        raise InstanceError("no instances to evaluate")
+
+
+def main(cfg: EvalConfig) -> int:
+    """Run the evaluation and write the reports; returns 0."""
+    from habitat_eqarm.cli.common import progress_bar
+
+    settings = settings_from(cfg)
+    instances = load_instances(cfg.data, cfg.split, cfg.data_root)[: cfg.limit]
+    check_instances(instances)
+    out = Path(cfg.out)
+    cache = SampleCache(out / "samples.jsonl", fingerprint(cfg, settings)).load()
+    model = None
+    if any(inst.question_id not in cache.entries for inst in instances):
+        from habitat_eqarm.rewards.model import EQARewardModel
+
+        model = EQARewardModel.from_pretrained(
+            cfg.model,
+            cfg.backend,
+            num_keyframes=cfg.num_keyframes,
+            keyframe_method=cfg.keyframe_method,
+            frames_as=cfg.frames_as,
+            batch_size=cfg.batch_size,
+            max_pixels=cfg.max_pixels,
+        )
+    with progress_bar(len(instances), f"eval K={max(settings.ks)}") as bar:
+        judgements, failures = sample_all(model, instances, settings, cache, progress=bar.update)
+    report = score_report(instances, judgements, settings)
+    write_reports(out, cfg, settings, instances, judgements, report, failures)
+    if model is not None:
+        model.close()
+    return 0
+
+
+def write_reports(out, cfg, settings, instances, judgements, report, failures) -> None:
+    """results.json, the two tables, the scaling plot and the histogram."""
+    main_agg = settings.aggregates[0]
+    ks = [str(k) for k in settings.ks]
+    shown = sorted({ks[0], ks[-1]}, key=int)
+    table1 = table_by_source(report, main_agg, cfg.model)
+    table2 = table_by_category(report, main_agg, shown)
+    results = {
+        "config": asdict(cfg),
+        "note": "every K uses the first K of the same max(K) samples per instance",
+        "n_instances": len(instances),
+        "n_scored": sum(inst.question_id in judgements for inst in instances),
+        "failures": failures,
+        "by_k": report,
+    }
+    atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
+    atomic_write_text(out / "table1.md", table1)
+    atomic_write_text(out / "table2.md", table2)
+    plot_scaling(report, settings.aggregates, out / "scaling.png")
+    done = [inst for inst in instances if inst.question_id in judgements]
+    kmax = max(settings.ks)
+    pred = [aggregate_scores(judgements[i.question_id].scores[:kmax], main_agg) for i in done]
+    plot_histogram(pred, [i.gt_score for i in done], out / "histogram.png", f"K={kmax} {main_agg}")
+    print(table1)
+    print(table2)
+    if failures:
+        print(f"{len(failures)} instance(s) failed and were skipped; see results.json")
+    print(f"reports in {out}")

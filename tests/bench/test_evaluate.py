@@ -1,0 +1,137 @@
+import json
+
+import pytest
+
+from habitat_eqarm.bench.evaluate import SampleCache, load_instances
+from habitat_eqarm.cli.main import main
+from habitat_eqarm.data import EQAInstance, load_openeqa, to_dataset, write_jsonl
+from habitat_eqarm.rewards.model import judgement_from_texts
+
+
+@pytest.fixture()
+def labelled(openeqa_dir, tmp_path):
+    """The 3 demo questions, each answered right (score 9) and wrong (score 2)."""
+    out = []
+    for inst in load_openeqa(openeqa_dir / "open-eqa-demo-data.json", data_root=openeqa_dir):
+        for n, (answer, score) in enumerate([(inst.gt_answer, 9), ("A red sofa", 2)]):
+            out.append(
+                EQAInstance(
+                    question_id=f"{inst.question_id}#{n}",
+                    question=inst.question,
+                    category=inst.category,
+                    source=inst.source,
+                    episode_id=inst.episode_id,
+                    gt_answer=inst.gt_answer,
+                    predicted_answer=answer,
+                    reasoning_steps=["I walk through the home.", "I answer."],
+                    episode_path=inst.episode_path,
+                    gt_score=score,
+                )
+            )
+    path = write_jsonl(tmp_path / "bench.jsonl", out)
+    return path, out
+
+
+def run_eval(model, data, out, *extra):
+    args = ["eval", "--model", str(model), "--data", str(data), "--out", str(out)]
+    args += ["--k", "1,2,4", "--max_new_tokens", "6", "--batch_size", "2", *extra]
+    return main(args)
+
+
+def test_eval_writes_every_report_and_resumes_without_resampling(
+    tiny_model_path, labelled, tmp_path, monkeypatch
+):
+    data, instances = labelled
+    out = tmp_path / "eval"
+    assert run_eval(tiny_model_path, data, out, "--limit", "2") == 0
+    lines = (out / "samples.jsonl").read_text().splitlines()
+    assert len(lines) == 2
+    (out / "samples.jsonl").write_text("\n".join(lines) + '\n{"fingerprint": {"mod')  # torn
+    assert run_eval(tiny_model_path, data, out) == 0
+    cached = [json.loads(x) for x in (out / "samples.jsonl").read_text().splitlines()[:2]]
+    assert [c["judgement"]["question_id"] for c in cached] == [i.question_id for i in instances[:2]]
+    cache = SampleCache(out / "samples.jsonl", cached[0]["fingerprint"]).load()
+    assert set(cache.entries) == {i.question_id for i in instances}  # 2 kept + 4 new, not 8
+    assert all(len(j.samples) == 4 for j in cache.entries.values())
+
+    results = json.loads((out / "results.json").read_text())
+    assert results["n_instances"] == results["n_scored"] == 6 and results["failures"] == []
+    assert set(results["by_k"]) == {"1", "2", "4"}
+    overall = results["by_k"]["4"]["majority"]["overall"]
+    assert overall["n"] == 6 and 0 <= overall["n_invalid"] <= 6
+    assert "hm3d" in results["by_k"]["1"]["mean"]["by_source"]
+    assert results["by_k"]["1"]["majority"]["pairwise"]["pairs"] == 3
+    assert "prefixes of the same samples" in (out / "table1.md").read_text()
+    assert "object localization" in (out / "table2.md").read_text()
+    for png in ("scaling.png", "histogram.png"):
+        assert (out / png).read_bytes()[:4] == b"\x89PNG"
+
+    # everything cached: a third run rebuilds the reports without loading a model at all
+    from habitat_eqarm.rewards.model import EQARewardModel
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the model was loaded although every sample is cached")
+
+    monkeypatch.setattr(EQARewardModel, "from_pretrained", no_loading)
+    (out / "results.json").unlink()
+    assert run_eval(tiny_model_path, data, out) == 0
+    assert json.loads((out / "results.json").read_text())["n_scored"] == 6
+
+
+@pytest.mark.parametrize("batch_size", ["1", "2"])
+def test_a_bad_instance_is_reported_and_skipped(
+    tiny_model_path, labelled, tmp_path, capsys, batch_size
+):
+    _, instances = labelled
+    instances[1].episode_path = str(tmp_path / "gone.mp4")
+    data = write_jsonl(tmp_path / "broken.jsonl", instances)
+    out = tmp_path / "out"
+    assert run_eval(tiny_model_path, data, out, "--k", "1", "--batch_size", batch_size) == 0
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["n_scored"] == 5
+    assert results["failures"][0]["question_id"] == instances[1].question_id
+    assert "gone.mp4" in results["failures"][0]["error"]
+    assert "1 instance(s) failed and were skipped" in capsys.readouterr().out
+
+
+def test_unlabelled_or_duplicate_instances_are_refused_before_sampling(labelled, tmp_path, capsys):
+    _, instances = labelled
+    instances[0].gt_score = None
+    data = write_jsonl(tmp_path / "x.jsonl", instances)
+    assert run_eval("not-loaded", data, tmp_path / "o") == 1
+    assert "lack gt_score" in capsys.readouterr().err
+    data = write_jsonl(tmp_path / "y.jsonl", [instances[1], instances[1]])
+    assert run_eval("not-loaded", data, tmp_path / "o") == 1
+    assert "duplicate question_id" in capsys.readouterr().err
+
+
+def test_load_instances_from_dataset_folder_parquet_and_relative_paths(tmp_path):
+    inst = EQAInstance(question_id="a", question="?", episode_path="episodes/e1", gt_score=3)
+    ds = to_dataset([inst])
+    ds.save_to_disk(tmp_path / "ds")
+    ds.to_parquet(tmp_path / "x.parquet")
+    from datasets import DatasetDict
+
+    DatasetDict({"train": ds, "test": ds}).save_to_disk(tmp_path / "dd")
+    (loaded,) = load_instances(tmp_path / "ds")
+    assert loaded.episode_path == str(tmp_path / "ds" / "episodes" / "e1")
+    (loaded,) = load_instances(tmp_path / "x.parquet", data_root="/data")
+    assert loaded.episode_path == "/data/episodes/e1"
+    assert len(load_instances(tmp_path / "dd", split="train")) == 1
+    with pytest.raises(ValueError, match="no split 'val'"):
+        load_instances(tmp_path / "dd", split="val")
+    with pytest.raises(ValueError, match=r"expected a \.jsonl or \.parquet"):
+        load_instances(tmp_path / "x.csv")
+
+
+def test_cache_ignores_other_fingerprints(tmp_path):
+    j = judgement_from_texts(
+        EQAInstance(question_id="q", question="?"),
+        ["x"],
+        aggregate="mean",
+        prompt_id="p",
+        model="m",
+    )
+    SampleCache(tmp_path / "c.jsonl", {"kmax": 4}).add(j)
+    assert SampleCache(tmp_path / "c.jsonl", {"kmax": 8}).load().entries == {}
+    assert set(SampleCache(tmp_path / "c.jsonl", {"kmax": 4}).load().entries) == {"q"}
