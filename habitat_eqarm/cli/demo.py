@@ -1,8 +1,11 @@
-"""`eqarm demo`: load an episode, pick keyframes, write a contact sheet, print the questions.
+"""`eqarm demo`: score a right and a wrong answer to each question of one episode.
 
 The episode is, in order of preference: ``--episode`` (a folder or video), OpenEQA's demo
 episode found through ``--data``, ``$EQARM_OPENEQA`` or ``../shared/openeqa``, or a synthetic
-episode drawn on the fly (a fresh machine without OpenEQA).
+episode drawn on the fly (a fresh machine without OpenEQA). Each question is answered twice,
+with its true answer and with a plausible wrong one, each with a short reasoning trace, and
+both answers are scored with K samples of the reward model. Writes ``contact_sheet.png``,
+``report.md``, ``demo.json`` and ``questions.md`` and prints the table.
 """
 
 from __future__ import annotations
@@ -41,7 +44,14 @@ class DemoConfig:
     out: str = field(default="outputs/demo", metadata={"help": "output folder"})
     num_keyframes: int = field(default=5, metadata={"help": "keyframes to pick"})
     keyframe_method: str = field(default="uniform", metadata={"help": "uniform or diverse"})
-    seed: int = field(default=0, metadata={"help": "seed of the synthetic episode"})
+    seed: int = field(default=0, metadata={"help": "seed of the synthetic episode and sampling"})
+    model: str | None = field(
+        default=None, metadata={"help": "reward model path or hub id (default: tiny, untrained)"}
+    )
+    backend: str = field(default="hf", metadata={"help": "reward-model backend"})
+    k: int = field(default=4, metadata={"help": "samples per answer (test-time scaling)"})
+    aggregate: str = field(default="majority", metadata={"help": "mean, majority or median"})
+    max_new_tokens: int = field(default=256, metadata={"help": "tokens per sampled critique"})
 
 
 def make_parser():
@@ -68,6 +78,55 @@ def load_demo_episode(cfg: DemoConfig) -> tuple[EpisodeMemory, list[EQAInstance]
     return memory, questions, f"synthetic episode (seed {cfg.seed})"
 
 
+#: Plausible wrong answers for OpenEQA's three demo questions (by question id).
+DEMO_WRONG_ANSWERS = {
+    "f15fbfbb-eb0f-41e7-9d33-bc75e48e62d1": "Four chairs",
+    "de9d3196-2407-4c5a-b3ad-05ed7bf376a2": "Turn left into the kitchen.",
+    "b0dafc4b-6a1c-4048-913c-90867c124367": "In the living room",
+}
+
+
+def wrong_answer(question: EQAInstance, others: list[EQAInstance]) -> str:
+    """A plausible wrong answer: hand-written for the demo questions, else borrowed.
+
+    Synthetic questions swap in another value of the same kind from the scene; other
+    questions borrow the answer of another question of the same category (or any other).
+    """
+    if question.question_id in DEMO_WRONG_ANSWERS:
+        return DEMO_WRONG_ANSWERS[question.question_id]
+    if question.meta.get("synthetic") and question.category == "attribute recognition":
+        return (
+            question.meta["colour_b"]
+            if question.meta["colour_b"] != question.gt_answer
+            else "black"
+        )
+    pool = [o.gt_answer for o in others if o.gt_answer and o.gt_answer != question.gt_answer]
+    same = [o.gt_answer for o in others if o.category == question.category and o.gt_answer in pool]
+    return (same or pool or ["I do not know"])[0]
+
+
+def answered(question: EQAInstance, answer: str, n: int, keyframes: list[int]) -> EQAInstance:
+    """The question answered with ``answer`` and a short reasoning trace, as ``<qid>#<n>``."""
+    steps = [
+        f"I need to answer: {question.question.strip()}",
+        "I go back over my memory of the walk, from the first rooms to the last.",
+        f"What I saw points to: {answer}.",
+    ]
+    return EQAInstance(
+        question_id=f"{question.question_id}#{n}",
+        question=question.question,
+        category=question.category,
+        source=question.source,
+        episode_id=question.episode_id,
+        gt_answer=question.gt_answer,
+        predicted_answer=answer,
+        reasoning_steps=steps,
+        episode_path=question.episode_path,
+        keyframe_indices=list(keyframes),
+        meta={"answer_is_true": n == 0},
+    )
+
+
 def questions_table(questions: list[EQAInstance]) -> str:
     """The questions as a Markdown table."""
     rows = ["| # | category | question | answer |", "|---|---|---|---|"]
@@ -76,8 +135,56 @@ def questions_table(questions: list[EQAInstance]) -> str:
     return "\n".join(rows)
 
 
+def _cell(text: str | None, width: int = 70) -> str:
+    text = " ".join((text or "").split()).replace("|", "/")
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def scores_table(instances: list[EQAInstance], judgements: list) -> str:
+    """One row per answer: the question, the answer, whether it is true, the score, a critique."""
+    rows = [
+        "| question | answer | true? | score | valid/K | first critique or raw output |",
+        "|---|---|---|---|---|---|",
+    ]
+    for inst, j in zip(instances, judgements, strict=True):
+        score = "-" if j.score is None else f"{j.score:g}"
+        first = j.samples[0]
+        shown = first.critique if first.format_ok else f"(malformed) {first.text}"
+        rows.append(
+            f"| {_cell(inst.question, 50)} | {_cell(inst.predicted_answer, 30)} | "
+            f"{'yes' if inst.meta['answer_is_true'] else 'no'} | {score} | "
+            f"{j.n_valid}/{len(j.samples)} | {_cell(shown)} |"
+        )
+    return "\n".join(rows)
+
+
+def score_answers(cfg: DemoConfig, memory: EpisodeMemory, instances: list[EQAInstance]):
+    """Judgements of every answer, and the model name and whether it is the untrained default."""
+    from habitat_eqarm.cli.common import progress_bar, resolve_model
+    from habitat_eqarm.rewards.model import EQARewardModel
+
+    model_name, untrained = resolve_model(cfg.model)
+    judgements = []
+    with (
+        EQARewardModel.from_pretrained(model_name, cfg.backend) as model,
+        progress_bar(len(instances), f"scoring K={cfg.k}") as bar,
+    ):
+        for start in range(0, len(instances), 2):  # a question's two answers in one batch
+            pair = instances[start : start + 2]
+            judgements += model.score(
+                pair,
+                k=cfg.k,
+                aggregate=cfg.aggregate,
+                seed=cfg.seed + start,
+                max_new_tokens=cfg.max_new_tokens,
+                memories=[memory] * len(pair),
+            )
+            bar.update(len(pair))
+    return judgements, model_name, untrained
+
+
 def main(cfg: DemoConfig) -> int:
-    """Run the demo; writes ``contact_sheet.png``, ``demo.json`` and ``questions.md``."""
+    """Run the demo (see module doc); returns 0."""
     out = Path(cfg.out)
     t0 = time.perf_counter()
     memory, questions, origin = load_demo_episode(cfg)
@@ -85,12 +192,33 @@ def main(cfg: DemoConfig) -> int:
     indices = memory.keyframes(cfg.num_keyframes, cfg.keyframe_method)
     t2 = time.perf_counter()
     frames = memory.frames(indices)
-    t3 = time.perf_counter()
     labels = [f"#{i}" + (f"  t={i / memory.fps:.1f}s" if memory.fps else "") for i in indices]
     sheet = contact_sheet(frames, labels, title=f"{origin}: {cfg.keyframe_method} keyframes")
-    sheet_path = save_image(sheet, out / "contact_sheet.png")
-    table = questions_table(questions)
-    atomic_write_text(out / "questions.md", table + "\n")
+    save_image(sheet, out / "contact_sheet.png")
+    atomic_write_text(out / "questions.md", questions_table(questions) + "\n")
+    instances = [
+        answered(q, answer, n, indices)
+        for q in questions
+        for n, answer in enumerate([q.gt_answer or "", wrong_answer(q, questions)])
+    ]
+    t3 = time.perf_counter()
+    judgements, model_name, untrained = (
+        score_answers(cfg, memory, instances) if instances else ([], "", False)
+    )
+    t4 = time.perf_counter()
+    table = scores_table(instances, judgements)
+    header = f"{origin}: {len(memory)} frames" + (f" at {memory.fps:.1f} fps" if memory.fps else "")
+    caveat = (
+        "\n**The model is the untrained tiny default: scores are meaningless.**\n"
+        if untrained
+        else ""
+    )
+    report = (
+        f"# EQA-RM demo\n\n{header}\n\n![keyframes](contact_sheet.png)\n\n"
+        f"{cfg.keyframe_method} keyframes: {indices}\n\nReward model: `{model_name}`, "
+        f"K = {cfg.k} samples, {cfg.aggregate} of the valid scores.\n{caveat}\n{table}\n"
+    )
+    atomic_write_text(out / "report.md", report)
     summary = {
         "origin": origin,
         "frames": len(memory),
@@ -98,12 +226,18 @@ def main(cfg: DemoConfig) -> int:
         "frame_size": list(frames.shape[1:3][::-1]),
         "keyframe_method": cfg.keyframe_method,
         "keyframes": indices,
-        "seconds": {"open": t1 - t0, "keyframes": t2 - t1, "decode_keyframes": t3 - t2},
+        "model": model_name,
+        "untrained_default_model": untrained,
+        "seconds": {"open": t1 - t0, "keyframes": t2 - t1, "scoring": t4 - t3},
         "questions": [q.to_dict() for q in questions],
+        "answers": [inst.to_dict() for inst in instances],
+        "judgements": [j.to_dict() for j in judgements],
         "config": asdict(cfg),
     }
     atomic_write_text(out / "demo.json", json.dumps(summary, indent=2) + "\n")
-    print(f"\n{origin}: {len(memory)} frames" + (f" at {memory.fps:.1f} fps" if memory.fps else ""))
-    print(f"{cfg.keyframe_method} keyframes: {indices}  (picked in {t2 - t1:.3f}s)")
-    print(f"contact sheet: {sheet_path}\n\n{table}\n")
+    print(f"\n{header}\n{cfg.keyframe_method} keyframes: {indices}  (picked in {t2 - t1:.3f}s)")
+    print(
+        f"scored {len(instances)} answers x K={cfg.k} with {model_name} in {t4 - t3:.1f}s{caveat}"
+    )
+    print(f"\n{table}\n\nreport: {out / 'report.md'}  keyframes: {out / 'contact_sheet.png'}")
     return 0
