@@ -221,6 +221,12 @@ class EQARewardModel:
         if len(memories) != len(instances):
             raise ValueError(f"{len(memories)} memories for {len(instances)} instances")
         t0 = time.perf_counter()
+        opened: dict[str, EpisodeMemory] = {}  # instances of one episode share one reader
+        for i, inst in enumerate(instances):
+            if memories[i] is None and inst.episode_path:
+                if inst.episode_path not in opened:
+                    opened[inst.episode_path] = EpisodeMemory.from_path(inst.episode_path)
+                memories[i] = opened[inst.episode_path]
         built = [self.request_for(inst, mem) for inst, mem in zip(instances, memories, strict=True)]
         frames_s = (time.perf_counter() - t0) / max(1, len(instances))
         params = SamplingParams(k, temperature, top_p, max_new_tokens, seed)
