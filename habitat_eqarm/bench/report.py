@@ -72,7 +72,11 @@ def plot_scaling(report: dict[str, Any], aggregates: Sequence[str], path: str | 
         rmse = [report[str(k)][aggregate]["overall"]["rmse"] for k in ks]
         ax_acc.plot(ks, [None if a is None else 100 * a for a in acc], marker="o", label=aggregate)
         ax_rmse.plot(ks, rmse, marker="o", label=aggregate)
+    ax_acc.set_ylim(0, 100)
+    if all(report[str(k)][a]["overall"]["rmse"] is None for k in ks for a in aggregates):
+        ax_rmse.text(0.5, 0.5, "no valid predictions", ha="center", transform=ax_rmse.transAxes)
     for ax, title in ((ax_acc, "accuracy (%)"), (ax_rmse, "RMSE")):
+        ax.set_xlim(min(ks) / 1.3, max(ks) * 1.3)
         ax.set_xscale("log", base=2)
         ax.set_xticks(ks, [str(k) for k in ks])
         ax.set_xlabel("K samples")
