@@ -1,0 +1,236 @@
+"""What the single-env and vector reward wrappers share: where an episode's question, answer
+and reasoning come from, how a finished episode becomes an :class:`EQAInstance`, how a
+:class:`Judgement` becomes a reward, and the reward model they may or may not own.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from habitat_eqarm.data.episode import EpisodeMemory
+from habitat_eqarm.data.schema import EQAInstance
+from habitat_eqarm.envs.emeqa import split_reasoning
+from habitat_eqarm.envs.recorder import EpisodeMemoryRecorder
+from habitat_eqarm.rewards.model import EQARewardModel, Judgement
+
+FRAME_KEYS = ("frame", "frames", "rgb")
+SOURCES = ("obs", "info", "action")
+
+
+def parse_source(spec: str) -> tuple[str, str]:
+    """``"info.answer"`` -> ``("info", "answer")``; the place must be obs, info or action."""
+    place, _, key = spec.partition(".")
+    if place not in SOURCES or not key:
+        raise ValueError(
+            f"a source must look like 'obs.KEY', 'info.KEY' or 'action.KEY', got {spec!r}"
+        )
+    return place, key
+
+
+def lookup(spec: str, obs: Any, info: dict, action: Any) -> Any:
+    """The value a source points at, or None where it is absent."""
+    place, key = parse_source(spec)
+    container = {"obs": obs, "info": info, "action": action}[place]
+    if isinstance(container, dict):
+        return container.get(key)
+    return None
+
+
+def frames_in(obs: Any, frame_key: str | None) -> np.ndarray:
+    """The frame(s) an observation carries, as ``(k, H, W, 3)``."""
+    value = obs if frame_key is None else (obs.get(frame_key) if isinstance(obs, dict) else None)
+    if value is None:
+        raise ValueError(f"the observation has no frame under key {frame_key!r}")
+    arr = np.asarray(value)
+    return arr[None] if arr.ndim == 3 else arr
+
+
+def find_frame_key(observation_space: Any, frame_key: str | None, env_name: str) -> str | None:
+    """Check (or pick) the observation key holding frames; a clear error when there is none."""
+    from gymnasium import spaces
+
+    if isinstance(observation_space, spaces.Dict):
+        keys = list(observation_space.spaces)
+        key = frame_key or next((k for k in FRAME_KEYS if k in keys), None)
+        if key is None or key not in keys:
+            raise ValueError(
+                f"EQARMReward: the observations of {env_name} have no frame key "
+                f"{frame_key or FRAME_KEYS!r}; observation keys: {keys}. Pass frame_key=..."
+            )
+        return key
+    shape = getattr(observation_space, "shape", None)
+    if frame_key is None and shape is not None and len(shape) in (3, 4) and shape[-1] == 3:
+        return None  # the observation is the image itself
+    raise ValueError(
+        f"EQARMReward: cannot find frames in the observations of {env_name} "
+        f"({observation_space}); wrap an env with image observations or a Dict with a frame key"
+    )
+
+
+@dataclass
+class RewardShaping:
+    """How a judgement becomes a reward.
+
+    ``mode="normalized"``: score / 10, in [0, 1] (default); ``"raw"``: the 0-10 score.
+    The result is multiplied by ``scale``; ``add_env_reward`` adds the env's own reward of the
+    final step. An episode that ends without an answer gets ``no_answer_reward``; one whose
+    samples were all malformed gets ``no_valid_reward`` (both 0 by default).
+    """
+
+    mode: str = "normalized"
+    scale: float = 1.0
+    add_env_reward: bool = False
+    no_answer_reward: float = 0.0
+    no_valid_reward: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("normalized", "raw"):
+            raise ValueError(f"reward mode must be 'normalized' or 'raw', got {self.mode!r}")
+
+    def reward(self, score: float | None, env_reward: float) -> float:
+        """The reward for an aggregated score (None: no valid sample)."""
+        if score is None:
+            value = self.no_valid_reward
+        else:
+            value = (score / 10.0 if self.mode == "normalized" else score) * self.scale
+        return float(value + (env_reward if self.add_env_reward else 0.0))
+
+
+@dataclass
+class EpisodeState:
+    """One env's current episode: its recorder, question and identity."""
+
+    recorder: EpisodeMemoryRecorder
+    episode: int = -1
+    question: str | None = None
+    question_id: str | None = None
+    steps: int = 0
+    started: float = field(default_factory=time.perf_counter)
+
+    def begin(self, name_prefix: str) -> None:
+        """Start recording the next episode."""
+        self.episode += 1
+        self.question = self.question_id = None
+        self.steps = 0
+        self.started = time.perf_counter()
+        name = f"{name_prefix}-ep{self.episode:06d}"
+        self.recorder.start(name if self.recorder.out_dir else None)
+
+    def observe(self, frames: np.ndarray, question: Any, question_id: Any) -> None:
+        """Record a step's frame(s) and remember the question once it is known."""
+        for frame in frames:
+            self.recorder.add(frame)
+        self.steps += 1
+        if isinstance(question, str) and question and self.question is None:
+            self.question = question
+        if question_id is not None and self.question_id is None:
+            self.question_id = str(question_id)
+
+    def instance(self, name_prefix: str, answer: str, reasoning: Any) -> EQAInstance:
+        """The finished episode as an instance (keyframes are chosen by the reward model)."""
+        steps = split_reasoning(reasoning) if isinstance(reasoning, str) else list(reasoning or [])
+        return EQAInstance(
+            question_id=self.question_id or f"{name_prefix}-ep{self.episode:06d}",
+            question=self.question or "",
+            predicted_answer=answer,
+            reasoning_steps=[str(s) for s in steps],
+            episode_id=f"{name_prefix}-ep{self.episode:06d}",
+        )
+
+
+class ModelHandle:
+    """The reward model a wrapper uses: given, or created lazily from a path/id or a factory.
+
+    The wrapper closes only a model it created itself.
+    """
+
+    def __init__(self, spec: EQARewardModel | str | Callable[[], EQARewardModel], **load: Any):
+        if not isinstance(spec, (EQARewardModel, str)) and not callable(spec):
+            raise TypeError(
+                "reward_model must be an EQARewardModel, a path or hub id, or a factory; "
+                f"got {type(spec).__name__}"
+            )
+        self.spec, self.load = spec, load
+        self._model = spec if isinstance(spec, EQARewardModel) else None
+        self.owned = self._model is None
+
+    @property
+    def model(self) -> EQARewardModel:
+        """The model, created on first use."""
+        if self._model is None:
+            if isinstance(self.spec, str):
+                self._model = EQARewardModel.from_pretrained(self.spec, **self.load)
+            else:
+                self._model = self.spec()
+        return self._model
+
+    def close(self) -> None:
+        """Close the model if this handle created it."""
+        if self.owned and self._model is not None:
+            self._model.close()
+            self._model = None
+
+
+@dataclass
+class ScoringParams:
+    """Sampling settings passed to :meth:`EQARewardModel.score`."""
+
+    k: int = 1
+    aggregate: str = "mean"
+    temperature: float = 0.8
+    top_p: float = 0.9
+    max_new_tokens: int = 512
+    num_keyframes: int = 5
+    keyframe_method: str = "uniform"
+
+
+def score_episodes(
+    handle: ModelHandle,
+    items: Sequence[tuple[EQAInstance, EpisodeMemory]],
+    params: ScoringParams,
+    seed: int | None,
+) -> list[Judgement]:
+    """Score finished episodes in one reward-model call (keyframes picked from each memory)."""
+    for inst, memory in items:
+        inst.keyframe_indices = memory.keyframes(params.num_keyframes, params.keyframe_method)
+    return handle.model.score(
+        [inst for inst, _ in items],
+        k=params.k,
+        temperature=params.temperature,
+        top_p=params.top_p,
+        aggregate=params.aggregate,
+        seed=seed,
+        max_new_tokens=params.max_new_tokens,
+        memories=[memory for _, memory in items],
+    )
+
+
+def eqarm_info(
+    judgement: Judgement, reward: float, latency_s: float, timings: bool
+) -> dict[str, Any]:
+    """What ``info["eqarm"]`` holds for a scored episode."""
+    info = {
+        "status": "scored" if judgement.score is not None else "no_valid_sample",
+        "reward": reward,
+        "score": judgement.score,
+        "critiques": judgement.critiques,
+        "scores": judgement.scores,
+        "n_valid": judgement.n_valid,
+        "k": len(judgement.samples),
+        "keyframe_indices": judgement.keyframe_indices,
+        "question_id": judgement.question_id,
+        "prompt_id": judgement.prompt_id,
+    }
+    if timings:
+        info["latency_s"] = latency_s
+    return info
+
+
+def no_answer_info(reason: str, reward: float) -> dict[str, Any]:
+    """What ``info["eqarm"]`` holds for an episode that ended without an answer."""
+    return {"status": "no_answer", "reason": reason, "reward": reward, "score": None}

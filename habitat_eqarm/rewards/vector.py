@@ -1,0 +1,266 @@
+"""`EQARMVectorReward`: EQA-RM rewards for a vector env, batched across sub-envs.
+
+All sub-envs whose episodes end on the same step are scored in ONE reward-model call, which
+costs far less than one call per env. Sub-envs must not be wrapped in :class:`EQARMReward`
+themselves (that scores per env, one call each, and works through
+``gymnasium.make_vec(..., wrappers=[...])`` too).
+
+Two delivery modes:
+
+* synchronous (default): the reward of an episode is returned on the step that ends it, as
+  RL algorithms expect.
+* ``async_scoring=True``: scoring runs in a background thread and stepping goes on. The reward
+  of an episode that ended on step t is added to that sub-env's reward on the first later step
+  at which scoring has finished (and on :meth:`flush`); ``info["eqarm"][i]["delayed_from_step"]``
+  says which step it belongs to. Use this only where the learner can re-attribute rewards.
+
+Autoreset: Gymnasium's ``NEXT_STEP`` (the default) and ``SAME_STEP`` modes are supported.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
+
+from habitat_eqarm.envs.recorder import EpisodeMemoryRecorder
+from habitat_eqarm.rewards.episode_scoring import (
+    EpisodeState,
+    ModelHandle,
+    RewardShaping,
+    ScoringParams,
+    eqarm_info,
+    find_frame_key,
+    frames_in,
+    no_answer_info,
+    parse_source,
+    score_episodes,
+)
+from habitat_eqarm.rewards.model import EQARewardModel
+
+
+def _item(batch: Any, i: int) -> Any:
+    """Sub-env ``i``'s entry of a batched observation or action (dicts of arrays)."""
+    if isinstance(batch, dict):
+        return {key: _item(value, i) for key, value in batch.items()}
+    return batch[i]
+
+
+def _info_item(infos: dict, key: str, i: int) -> Any:
+    if key in infos and infos.get(f"_{key}", np.ones(i + 1, bool))[i]:
+        return infos[key][i]
+    return None
+
+
+class EQARMVectorReward(VectorWrapper):
+    """Batched EQA-RM rewards for a :class:`gymnasium.vector.VectorEnv` (see module doc).
+
+    Takes the options of :class:`~habitat_eqarm.rewards.wrapper.EQARMReward` that make sense
+    per vector env (sources, shaping, sampling, seed) plus ``async_scoring``.
+    """
+
+    def __init__(
+        self,
+        env: VectorEnv,
+        reward_model: EQARewardModel | str | Callable[[], EQARewardModel],
+        *,
+        k: int = 1,
+        aggregate: str = "mean",
+        temperature: float = 0.8,
+        top_p: float = 0.9,
+        max_new_tokens: int = 512,
+        num_keyframes: int = 5,
+        keyframe_method: str = "uniform",
+        seed: int | None = None,
+        reward_mode: str = "normalized",
+        reward_scale: float = 1.0,
+        add_env_reward: bool = False,
+        no_answer_reward: float = 0.0,
+        no_valid_reward: float = 0.0,
+        frame_key: str | None = None,
+        question_source: str = "obs.question",
+        answer_source: str = "info.answer",
+        reasoning_source: str = "info.reasoning_steps",
+        question_id_source: str = "info.question_id",
+        max_frames: int = 256,
+        async_scoring: bool = False,
+        info_timings: bool = True,
+        model_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(env)
+        mode = env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
+        if mode not in (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP):
+            raise ValueError(
+                f"EQARMVectorReward supports NEXT_STEP and SAME_STEP autoreset, not {mode}"
+            )
+        self.autoreset_mode = mode
+        self.frame_key = find_frame_key(env.single_observation_space, frame_key, str(env))
+        self.sources = {
+            "question": question_source,
+            "answer": answer_source,
+            "reasoning": reasoning_source,
+            "question_id": question_id_source,
+        }
+        for spec in self.sources.values():
+            parse_source(spec)
+        self.params = ScoringParams(
+            k, aggregate, temperature, top_p, max_new_tokens, num_keyframes, keyframe_method
+        )
+        self.shaping = RewardShaping(
+            reward_mode, reward_scale, add_env_reward, no_answer_reward, no_valid_reward
+        )
+        self.handle = ModelHandle(reward_model, **(model_kwargs or {}))
+        self.base_seed, self._run_seed = seed, seed
+        self.info_timings = info_timings
+        self.states = [
+            EpisodeState(EpisodeMemoryRecorder(max_frames)) for _ in range(self.num_envs)
+        ]
+        self.calls = 0  # reward-model calls made (one per batch of finishing episodes)
+        self._needs_begin = np.zeros(self.num_envs, dtype=bool)
+        self._executor = ThreadPoolExecutor(1, "eqarm-score") if async_scoring else None
+        self._pending: list[tuple[int, Future]] = []
+        self._step = 0
+
+    # -- gymnasium API ----------------------------------------------------------------------------
+
+    def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None):
+        """Reset every sub-env and start recording."""
+        obs, infos = self.env.reset(seed=seed, options=options)
+        if seed is not None:
+            first = seed if isinstance(seed, int) else seed[0]
+            self._run_seed = first if self.base_seed is None else self.base_seed + first
+        for i, state in enumerate(self.states):
+            state.episode = -1
+            self._begin(i, obs, infos)
+        self._needs_begin[:] = False
+        return obs, infos
+
+    def step(self, actions: Any):
+        """Step all sub-envs; score every episode that ends on this step in one call."""
+        obs, rewards, terminated, truncated, infos = self.env.step(actions)
+        self._step += 1
+        rewards = np.asarray(rewards, dtype=np.float64).copy()
+        done = np.logical_or(terminated, truncated)
+        details: list[dict | None] = [None] * self.num_envs
+        finishing = []
+        for i in range(self.num_envs):
+            if self._needs_begin[i]:  # NEXT_STEP: this step only reset sub-env i
+                self._begin(i, obs, infos)
+                continue
+            final_obs = self._final_obs(obs, infos, i, done[i])
+            self._observe(i, final_obs, infos, _item(actions, i))
+            if done[i]:
+                finishing.append((i, final_obs, _item(actions, i)))
+        self._finish(finishing, infos, rewards, details)
+        if self.autoreset_mode == AutoresetMode.SAME_STEP:
+            for i in np.flatnonzero(done):
+                self._begin(int(i), obs, infos)
+        else:
+            self._needs_begin = done.copy()
+        self._deliver_async(rewards, details, wait=False)
+        if any(d is not None for d in details):
+            infos = {
+                **infos,
+                "eqarm": np.array(details, dtype=object),
+                "_eqarm": np.array([d is not None for d in details]),
+            }
+        return obs, rewards, terminated, truncated, infos
+
+    def flush(self) -> tuple[np.ndarray, list[dict | None]]:
+        """Wait for background scoring; the rewards and details it still owed, per sub-env."""
+        rewards = np.zeros(self.num_envs)
+        details: list[dict | None] = [None] * self.num_envs
+        self._deliver_async(rewards, details, wait=True)
+        return rewards, details
+
+    def close(self, **kwargs: Any) -> None:
+        """Close the env, stop background scoring and close a model the wrapper created."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+        self.handle.close()
+        super().close(**kwargs)
+
+    # -- internals --------------------------------------------------------------------------------
+
+    def _final_obs(self, obs: Any, infos: dict, i: int, done: bool) -> Any:
+        if done and self.autoreset_mode == AutoresetMode.SAME_STEP:
+            return infos["final_obs"][i]
+        return _item(obs, i)
+
+    def _begin(self, i: int, obs: Any, infos: dict) -> None:
+        self.states[i].begin(f"vec{i}")
+        self._observe(i, _item(obs, i), infos, None)
+
+    def _lookup(self, name: str, obs: Any, infos: dict, action: Any, i: int) -> Any:
+        place, key = parse_source(self.sources[name])
+        if place == "info":
+            final = _info_item(infos, "final_info", i)
+            if isinstance(final, dict) and key in final:
+                return final[key]
+            return _info_item(infos, key, i)
+        container = obs if place == "obs" else action
+        return container.get(key) if isinstance(container, dict) else None
+
+    def _observe(self, i: int, obs: Any, infos: dict, action: Any) -> None:
+        self.states[i].observe(
+            frames_in(obs, self.frame_key),
+            self._lookup("question", obs, infos, action, i),
+            self._lookup("question_id", obs, infos, action, i),
+        )
+
+    def _finish(self, finishing, infos, rewards, details) -> None:
+        items, targets = [], []
+        for i, final_obs, action in finishing:
+            answer = self._lookup("answer", final_obs, infos, action, i)
+            if not isinstance(answer, str) or not answer.strip():
+                rewards[i] = self.shaping.no_answer_reward
+                details[i] = no_answer_info("the episode ended without an answer", rewards[i])
+                continue
+            reasoning = self._lookup("reasoning", final_obs, infos, action, i)
+            state = self.states[i]
+            items.append((state.instance(f"vec{i}", answer, reasoning), state.recorder.memory()))
+            targets.append((i, float(rewards[i])))
+            rewards[i] = 0.0  # delivered below (or later, when scoring in the background)
+        if not items:
+            return
+        seed = None if self._run_seed is None else self._run_seed + self._step
+        self.handle.model  # noqa: B018 - a lazily created model loads outside the timed call
+        if self._executor is not None:
+            future = self._executor.submit(self._score, items, targets, seed)
+            self._pending.append((self._step, future))
+            return
+        for i, reward, info in self._score(items, targets, seed):
+            rewards[i], details[i] = reward, info
+
+    def _score(self, items, targets, seed) -> list[tuple[int, float, dict]]:
+        t0 = time.perf_counter()
+        self.calls += 1
+        try:
+            judgements = score_episodes(self.handle, items, self.params, seed)
+        except Exception as err:
+            ids = [inst.question_id for inst, _ in items]
+            raise RuntimeError(
+                f"EQARMVectorReward: scoring {len(items)} episode(s) {ids} failed: "
+                f"{type(err).__name__}: {err}"
+            ) from err
+        latency = time.perf_counter() - t0
+        out = []
+        for (i, env_reward), judgement in zip(targets, judgements, strict=True):
+            reward = self.shaping.reward(judgement.score, env_reward)
+            out.append((i, reward, eqarm_info(judgement, reward, latency, self.info_timings)))
+        return out
+
+    def _deliver_async(self, rewards: np.ndarray, details: list, *, wait: bool) -> None:
+        still = []
+        for step, future in self._pending:
+            if not (wait or future.done()):
+                still.append((step, future))
+                continue
+            for i, reward, info in future.result():
+                rewards[i] += reward
+                details[i] = {**info, "delayed_from_step": step}
+        self._pending = still
