@@ -3,7 +3,8 @@
 An episode is one question about one recorded episode memory. Two modes:
 
 * ``"stream"``: each step shows the next frame of the memory (``obs["frame"]``); the agent may
-  answer at any step, and is truncated after the last frame if it has not.
+  answer at any step, the last frame included; continuing past the last frame truncates the
+  episode without an answer.
 * ``"episodic"``: one step; ``obs["frames"]`` holds ``num_keyframes`` keyframes at once.
 
 Action: ``{"kind": 0 (continue) | 1 (answer), "answer": str, "reasoning": str}``; reasoning

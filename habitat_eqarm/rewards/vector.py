@@ -50,6 +50,38 @@ def _item(batch: Any, i: int) -> Any:
     return batch[i]
 
 
+def unbatch_info(infos: dict, key: str = "eqarm") -> list[dict | None]:
+    """Per sub-env dicts from a vector info entry (Gymnasium's dict of arrays + masks).
+
+    ``unbatch_info(info)[i]`` is sub-env i's ``info["eqarm"]``, or None where it has none.
+    """
+    batched, mask = infos.get(key), infos.get(f"_{key}")
+    if batched is None or mask is None:
+        return []
+    out: list[dict | None] = []
+    for i, present in enumerate(mask):
+        entry = None
+        if present:
+            entry = {
+                name: _unbatch(value, batched.get(f"_{name}"), i)
+                for name, value in batched.items()
+                if not name.startswith("_")
+            }
+        out.append(entry)
+    return out
+
+
+def _unbatch(value: Any, mask: Any, i: int) -> Any:
+    if mask is not None and not mask[i]:
+        return None
+    if isinstance(value, dict):
+        return {
+            k: _unbatch(v, value.get(f"_{k}"), i) for k, v in value.items() if not k.startswith("_")
+        }
+    item = value[i]
+    return item.item() if isinstance(item, np.generic) else item
+
+
 def _info_item(infos: dict, key: str, i: int) -> Any:
     if key in infos and infos.get(f"_{key}", np.ones(i + 1, bool))[i]:
         return infos[key][i]
@@ -162,12 +194,9 @@ class EQARMVectorReward(VectorWrapper):
         else:
             self._needs_begin = done.copy()
         self._deliver_async(rewards, details, wait=False)
-        if any(d is not None for d in details):
-            infos = {
-                **infos,
-                "eqarm": np.array(details, dtype=object),
-                "_eqarm": np.array([d is not None for d in details]),
-            }
+        for i, detail in enumerate(details):
+            if detail is not None:  # Gymnasium's layout: a dict of arrays with "_" masks
+                infos = VectorEnv._add_info(self, dict(infos), {"eqarm": detail}, i)
         return obs, rewards, terminated, truncated, infos
 
     def flush(self) -> tuple[np.ndarray, list[dict | None]]:
@@ -198,9 +227,11 @@ class EQARMVectorReward(VectorWrapper):
     def _lookup(self, name: str, obs: Any, infos: dict, action: Any, i: int) -> Any:
         place, key = parse_source(self.sources[name])
         if place == "info":
-            final = _info_item(infos, "final_info", i)
-            if isinstance(final, dict) and key in final:
-                return final[key]
+            final = infos.get("final_info")  # SAME_STEP: the ended episode's info, batched
+            if isinstance(final, dict) and infos["_final_info"][i]:
+                value = _info_item(final, key, i)
+                if value is not None:
+                    return value
             return _info_item(infos, key, i)
         container = obs if place == "obs" else action
         return container.get(key) if isinstance(container, dict) else None
