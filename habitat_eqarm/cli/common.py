@@ -22,8 +22,9 @@ def cache_dir() -> Path:
 def default_model(seed: int = 0) -> str:
     """The tiny model's folder, built once (atomically: a temporary folder, then rename)."""
     from habitat_eqarm.testing import make_tiny_model
+    from habitat_eqarm.testing.tiny_model import TINY_MODEL_VERSION
 
-    target = cache_dir() / f"tiny-qwen2-vl-seed{seed}"
+    target = cache_dir() / f"tiny-qwen2-vl-v{TINY_MODEL_VERSION}-seed{seed}"
     if not (target / "model.safetensors").is_file():
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".tiny-", dir=target.parent))

@@ -183,6 +183,53 @@ def score_answers(cfg: DemoConfig, memory: EpisodeMemory, instances: list[EQAIns
     return judgements, model_name, untrained
 
 
+def run_gym(
+    cfg: DemoConfig, model_name: str, memory: EpisodeMemory, questions: list[EQAInstance]
+) -> str:
+    """Play each question twice in ``EMEQAEnv`` wrapped by ``EQARMReward``; a Markdown table.
+
+    A scripted agent watches the whole episode, then answers (true answer, then wrong one);
+    the wrapper records the stream (bounded to 32 frames), scores the answer and returns the
+    reward. This is the path an RL agent's rewards take.
+    """
+    from habitat_eqarm.envs import EMEQAEnv
+    from habitat_eqarm.envs.agents import ScriptedAgent
+    from habitat_eqarm.rewards.wrapper import EQARMReward
+
+    questions = questions[:3]
+    memories = {q.episode_id: memory for q in questions}
+    env = EMEQAEnv(questions, memories=memories, mode="stream")
+    wrapped = EQARMReward(
+        env,
+        model_name,
+        k=cfg.k,
+        aggregate=cfg.aggregate,
+        seed=cfg.seed,
+        max_new_tokens=cfg.max_new_tokens,
+        max_frames=32,
+    )
+    rows = [
+        "| question | answer | reward | status | frames seen | latency (s) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for q in questions:
+        for answer in (q.gt_answer or "", wrong_answer(q, questions)):
+            agent = ScriptedAgent(lambda qid, text, a=answer: a, watch_frames=len(memory))
+            obs, info = wrapped.reset(seed=cfg.seed, options={"question_id": q.question_id})
+            done = False
+            while not done:
+                obs, reward, terminated, truncated, info = wrapped.step(agent.act(obs, info))
+                done = terminated or truncated
+            details = info["eqarm"]
+            latency = details.get("latency_s", 0.0)
+            rows.append(
+                f"| {_cell(q.question, 50)} | {_cell(answer, 30)} | {reward:.2f} | "
+                f"{details['status']} | {wrapped.recorder.steps} | {latency:.2f} |"
+            )
+    wrapped.close()
+    return "\n".join(rows)
+
+
 def main(cfg: DemoConfig) -> int:
     """Run the demo (see module doc); returns 0."""
     out = Path(cfg.out)
@@ -206,6 +253,8 @@ def main(cfg: DemoConfig) -> int:
         score_answers(cfg, memory, instances) if instances else ([], "", False)
     )
     t4 = time.perf_counter()
+    gym_table = run_gym(cfg, model_name, memory, questions) if instances else ""
+    t5 = time.perf_counter()
     table = scores_table(instances, judgements)
     header = f"{origin}: {len(memory)} frames" + (f" at {memory.fps:.1f} fps" if memory.fps else "")
     caveat = (
@@ -217,6 +266,7 @@ def main(cfg: DemoConfig) -> int:
         f"# EQA-RM demo\n\n{header}\n\n![keyframes](contact_sheet.png)\n\n"
         f"{cfg.keyframe_method} keyframes: {indices}\n\nReward model: `{model_name}`, "
         f"K = {cfg.k} samples, {cfg.aggregate} of the valid scores.\n{caveat}\n{table}\n"
+        f"\n## As an RL reward: EMEQAEnv + EQARMReward\n\n{gym_table}\n"
     )
     atomic_write_text(out / "report.md", report)
     summary = {
@@ -228,7 +278,7 @@ def main(cfg: DemoConfig) -> int:
         "keyframes": indices,
         "model": model_name,
         "untrained_default_model": untrained,
-        "seconds": {"open": t1 - t0, "keyframes": t2 - t1, "scoring": t4 - t3},
+        "seconds": {"open": t1 - t0, "keyframes": t2 - t1, "scoring": t4 - t3, "gym": t5 - t4},
         "questions": [q.to_dict() for q in questions],
         "answers": [inst.to_dict() for inst in instances],
         "judgements": [j.to_dict() for j in judgements],
@@ -239,5 +289,9 @@ def main(cfg: DemoConfig) -> int:
     print(
         f"scored {len(instances)} answers x K={cfg.k} with {model_name} in {t4 - t3:.1f}s{caveat}"
     )
-    print(f"\n{table}\n\nreport: {out / 'report.md'}  keyframes: {out / 'contact_sheet.png'}")
+    print(f"\n{table}\n")
+    if gym_table:
+        print(f"As an RL reward (EMEQAEnv + EQARMReward, scripted agent), {t5 - t4:.1f}s:")
+        print(f"{gym_table}\n")
+    print(f"report: {out / 'report.md'}  keyframes: {out / 'contact_sheet.png'}")
     return 0

@@ -17,6 +17,9 @@ import os
 import random
 from pathlib import Path
 
+#: Bump whenever the builder's output changes, so cached copies are rebuilt.
+TINY_MODEL_VERSION = 2
+
 SPECIAL_TOKENS = (
     "<|endoftext|>",
     "<|im_start|>",
@@ -65,9 +68,19 @@ _WORDS = (
 ).split()
 
 
+def _prompt_texts() -> list[str]:
+    """Our prompts' wording, so prompt text costs about as many tokens as with Qwen's BPE."""
+    from habitat_eqarm.rewards.prompts import PROMPTS, WRONG_ANSWER_EXTRA
+
+    texts = [WRONG_ANSWER_EXTRA]
+    for prompt in PROMPTS.values():
+        texts += [prompt.system, prompt.user]
+    return texts
+
+
 def _corpus(rng: random.Random, lines: int = 4000) -> list[str]:
     """Generated training text: sentences over our vocabulary, numbers and tag-like markup."""
-    out = []
+    out = _prompt_texts() * 20
     for _ in range(lines):
         words = rng.choices(_WORDS, k=rng.randint(4, 14))
         sentence = " ".join(words).capitalize()
@@ -82,7 +95,7 @@ def _corpus(rng: random.Random, lines: int = 4000) -> list[str]:
     return out
 
 
-def make_tokenizer(seed: int = 0, vocab_size: int = 1024):
+def make_tokenizer(seed: int = 0, vocab_size: int = 2048):
     """A ``Qwen2Tokenizer`` with a byte-level BPE trained on generated text plus Qwen's specials."""
     from tokenizers import Regex, Tokenizer, models, pre_tokenizers, trainers
     from transformers import Qwen2Tokenizer

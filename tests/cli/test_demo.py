@@ -28,6 +28,9 @@ def test_demo_scores_true_and_wrong_answers_on_the_real_episode(
     assert summary["untrained_default_model"] is False
     report = (tmp_path / "report.md").read_text()
     assert "![keyframes](contact_sheet.png)" in report and "| Four chairs | no |" in report
+    # the RL part: 3 questions x 2 answers played through EMEQAEnv + EQARMReward
+    gym_rows = report.split("EMEQAEnv + EQARMReward")[1].strip().splitlines()[2:]
+    assert len(gym_rows) == 6 and all("| 169 |" in row for row in gym_rows)
     from PIL import Image
 
     with Image.open(tmp_path / "contact_sheet.png") as sheet:
@@ -51,7 +54,8 @@ def test_demo_without_data_or_model_says_so_and_still_runs(tmp_path, monkeypatch
     assert len(summary["answers"]) == 18
     for true, wrong in zip(summary["answers"][::2], summary["answers"][1::2], strict=True):
         assert true["predicted_answer"] == true["gt_answer"] != wrong["predicted_answer"]
-    assert (tmp_path / "cache" / "tiny-qwen2-vl-seed0" / "model.safetensors").is_file()
+    assert len(list((tmp_path / "cache").glob("tiny-qwen2-vl-v*-seed0/model.safetensors"))) == 1
+    assert "As an RL reward" in printed and "frames seen" in printed
 
 
 def test_demo_on_a_given_episode_and_yaml_config(tmp_path, synthetic_folder, tiny_model_path):

@@ -1,0 +1,22 @@
+import re
+from pathlib import Path
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def python_block_after(heading: str) -> str:
+    text = README.read_text()
+    section = text.split(heading, 1)[1]
+    return re.search(r"```python\n(.*?)```", section, re.DOTALL).group(1)
+
+
+def test_readme_gym_example_runs_as_written(tiny_model_path, openeqa_dir):
+    code = python_block_after("## EQA-RM as a Gymnasium reward")
+    assert len(code.strip().splitlines()) <= 5
+    code = code.replace('"Qwen/Qwen2-VL-2B-Instruct"', repr(str(tiny_model_path)))
+    scope: dict = {}
+    exec(code, scope)
+    env, obs, info = scope["env"], scope["obs"], scope["info"]
+    assert obs["frame"].shape == (720, 1280, 3) and info["num_frames"] == 168
+    _, reward, terminated, _, info = env.step({"kind": 1, "answer": "Bedroom", "reasoning": "x"})
+    assert terminated and 0.0 <= reward <= 1.0 and info["eqarm"]["k"] == 4
