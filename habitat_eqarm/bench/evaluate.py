@@ -83,15 +83,15 @@ class SampleCache:
     fingerprint: dict[str, Any]
     entries: dict[str, Judgement] = field(default_factory=dict)
 
-    def load(self) -> SampleCache:
-        """Read what earlier runs with the same fingerprint cached."""
+    def load(self, accept_any: bool = False) -> SampleCache:
+        """Read cached judgements with this fingerprint (with ``accept_any``: every one)."""
         if not self.path.is_file():
             return self
         with self.path.open(encoding="utf-8") as fh:
             for line in fh:
                 try:
                     record = json.loads(line)
-                    if record.get("fingerprint") == self.fingerprint:
+                    if accept_any or record.get("fingerprint") == self.fingerprint:
                         judgement = Judgement.from_dict(record["judgement"])
                         self.entries[judgement.question_id] = judgement
                 except (json.JSONDecodeError, KeyError, TypeError):

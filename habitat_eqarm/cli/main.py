@@ -15,6 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("habitat_eqarm.cli.demo", "score right and wrong answers on OpenEQA's demo episode"),
     "score": ("habitat_eqarm.cli.score", "critique and score one answer about one episode"),
     "eval": ("habitat_eqarm.cli.eval", "accuracy/RMSE of a reward model for every K, with reports"),
+    "train rft": ("habitat_eqarm.cli.train_rft", "rejective fine-tuning: Eq. 1 filter, then SFT"),
 }
 
 

@@ -1,0 +1,71 @@
+"""A toy RFT set built locally: synthetic episodes, labelled answers, candidate evaluations.
+
+Candidates stand in for an auxiliary evaluator's output (e.g. one written with an API model
+and stored in the JSONL cache): rule-written critiques with scores near the ground truth, and
+some malformed ones, so that Eq. 1 accepts some, rejects some and finds some instances too easy.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+from habitat_eqarm.data.schema import EQAInstance, write_jsonl
+from habitat_eqarm.data.synthetic import make_synthetic_episode
+from habitat_eqarm.rewards.model import judgement_from_texts
+from habitat_eqarm.rewards.prompts import REWARD_MODEL_PROMPT
+
+
+def make_toy_rft_set(folder: str | Path, *, episodes: int = 2, n_rft: int = 4, seed: int = 0):
+    """Write ``instances.jsonl`` and ``candidates.jsonl`` under ``folder``; return both paths."""
+    folder = Path(folder)
+    rng = random.Random(seed)
+    instances, lines = [], []
+    for e in range(episodes):
+        _, questions = make_synthetic_episode(
+            folder / f"episode{e}", seed=seed + e, frames_per_room=5
+        )
+        for q in questions:
+            for n, (answer, gt) in enumerate([(q.gt_answer, 9), ("purple", 2)]):
+                inst = EQAInstance(
+                    question_id=f"{q.question_id}#{n}",
+                    question=q.question,
+                    category=q.category,
+                    source="other",
+                    episode_id=q.episode_id,
+                    gt_answer=q.gt_answer,
+                    predicted_answer=answer,
+                    reasoning_steps=["I walked through the rooms.", f"I answer {answer}."],
+                    episode_path=q.episode_path,
+                    gt_score=gt,
+                )
+                instances.append(inst)
+                texts = [_candidate(rng, answer, gt) for _ in range(n_rft)]
+                judgement = judgement_from_texts(
+                    inst,
+                    texts,
+                    aggregate="mean",
+                    prompt_id=REWARD_MODEL_PROMPT.id,
+                    model="toy-rules",
+                )
+                lines.append(
+                    json.dumps(
+                        {
+                            "fingerprint": {"evaluator": "toy-rules"},
+                            "judgement": judgement.to_dict(),
+                        }
+                    )
+                )
+    instances_path = write_jsonl(folder / "instances.jsonl", instances)
+    candidates_path = folder / "candidates.jsonl"
+    candidates_path.write_text("\n".join(lines) + "\n")
+    return instances_path, candidates_path
+
+
+def _candidate(rng: random.Random, answer: str, gt: int) -> str:
+    if rng.random() < 0.15:
+        return f"The answer {answer} seems fine. Score: {gt}"  # malformed
+    score = max(0, min(10, gt + rng.choice([-3, -1, 0, 0, 1, 3])))
+    verdict = "is confirmed by" if gt >= 5 else "is contradicted by"
+    return f"<critique>The answer {answer} {verdict} the frames.</critique><score>{score}</score>"
