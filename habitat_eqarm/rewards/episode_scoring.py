@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -188,6 +188,42 @@ class ScoringParams:
     num_keyframes: int = 5
     keyframe_method: str = "uniform"
     min_new_tokens: int = 0
+
+
+@dataclass
+class RewardSetup:
+    """What both reward wrappers are built from: sources, sampling, shaping, the model."""
+
+    sources: dict[str, str]
+    params: ScoringParams
+    shaping: RewardShaping
+    handle: ModelHandle
+
+    @classmethod
+    def build(
+        cls,
+        reward_model: EQARewardModel | str | Callable[[], EQARewardModel],
+        options: dict[str, Any],
+    ) -> RewardSetup:
+        """From a wrapper's keyword options (the names of its constructor arguments)."""
+        sources = {
+            name: options[f"{name}_source"]
+            for name in ("question", "answer", "reasoning", "question_id")
+        }
+        for spec in sources.values():
+            parse_source(spec)
+        params = ScoringParams(
+            **{f.name: options[f.name] for f in fields(ScoringParams) if f.name in options}
+        )
+        shaping = RewardShaping(
+            options["reward_mode"],
+            options["reward_scale"],
+            options["add_env_reward"],
+            options["no_answer_reward"],
+            options["no_valid_reward"],
+        )
+        handle = ModelHandle(reward_model, **(options["model_kwargs"] or {}))
+        return cls(sources, params, shaping, handle)
 
 
 def score_episodes(

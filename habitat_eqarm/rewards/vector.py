@@ -30,9 +30,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
 from habitat_eqarm.envs.recorder import EpisodeMemoryRecorder
 from habitat_eqarm.rewards.episode_scoring import (
     EpisodeState,
-    ModelHandle,
-    RewardShaping,
-    ScoringParams,
+    RewardSetup,
     eqarm_info,
     find_frame_key,
     frames_in,
@@ -123,6 +121,7 @@ class EQARMVectorReward(VectorWrapper):
         info_timings: bool = True,
         model_kwargs: dict[str, Any] | None = None,
     ) -> None:
+        options = {k_: v for k_, v in locals().items() if k_ not in ("self", "env", "__class__")}
         super().__init__(env)
         mode = env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
         if mode not in (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP):
@@ -131,21 +130,13 @@ class EQARMVectorReward(VectorWrapper):
             )
         self.autoreset_mode = mode
         self.frame_key = find_frame_key(env.single_observation_space, frame_key, str(env))
-        self.sources = {
-            "question": question_source,
-            "answer": answer_source,
-            "reasoning": reasoning_source,
-            "question_id": question_id_source,
-        }
-        for spec in self.sources.values():
-            parse_source(spec)
-        self.params = ScoringParams(
-            k, aggregate, temperature, top_p, max_new_tokens, num_keyframes, keyframe_method
+        setup = RewardSetup.build(reward_model, options)
+        self.sources, self.params, self.shaping, self.handle = (
+            setup.sources,
+            setup.params,
+            setup.shaping,
+            setup.handle,
         )
-        self.shaping = RewardShaping(
-            reward_mode, reward_scale, add_env_reward, no_answer_reward, no_valid_reward
-        )
-        self.handle = ModelHandle(reward_model, **(model_kwargs or {}))
         self.base_seed, self._run_seed = seed, seed
         self.info_timings = info_timings
         self.states = [

@@ -26,15 +26,12 @@ import gymnasium as gym
 from habitat_eqarm.envs.recorder import EpisodeMemoryRecorder
 from habitat_eqarm.rewards.episode_scoring import (
     EpisodeState,
-    ModelHandle,
-    RewardShaping,
-    ScoringParams,
+    RewardSetup,
     eqarm_info,
     find_frame_key,
     frames_in,
     lookup,
     no_answer_info,
-    parse_source,
     score_episodes,
 )
 from habitat_eqarm.rewards.model import EQARewardModel
@@ -83,26 +80,17 @@ class EQARMReward(gym.Wrapper, gym.utils.RecordConstructorArgs):
         info_timings: bool = True,
         model_kwargs: dict[str, Any] | None = None,
     ) -> None:
-        gym.utils.RecordConstructorArgs.__init__(
-            self, **{k_: v for k_, v in locals().items() if k_ not in ("self", "env", "__class__")}
-        )
+        options = {k_: v for k_, v in locals().items() if k_ not in ("self", "env", "__class__")}
+        gym.utils.RecordConstructorArgs.__init__(self, **options)
         gym.Wrapper.__init__(self, env)
         self.frame_key = find_frame_key(env.observation_space, frame_key, str(env))
-        self.sources = {
-            "question": question_source,
-            "answer": answer_source,
-            "reasoning": reasoning_source,
-            "question_id": question_id_source,
-        }
-        for spec in self.sources.values():
-            parse_source(spec)
-        self.params = ScoringParams(
-            k, aggregate, temperature, top_p, max_new_tokens, num_keyframes, keyframe_method
+        setup = RewardSetup.build(reward_model, options)
+        self.sources, self.params, self.shaping, self.handle = (
+            setup.sources,
+            setup.params,
+            setup.shaping,
+            setup.handle,
         )
-        self.shaping = RewardShaping(
-            reward_mode, reward_scale, add_env_reward, no_answer_reward, no_valid_reward
-        )
-        self.handle = ModelHandle(reward_model, **(model_kwargs or {}))
         self.base_seed = seed
         self.feedback = feedback
         self.info_timings = info_timings
