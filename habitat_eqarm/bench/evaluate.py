@@ -27,7 +27,6 @@ from habitat_eqarm.data.schema import (
     read_jsonl,
 )
 from habitat_eqarm.rewards.model import EQARewardModel, Judgement
-from habitat_eqarm.rewards.parsing import aggregate_scores
 
 
 def load_instances(
@@ -82,6 +81,7 @@ class SampleCache:
     path: Path
     fingerprint: dict[str, Any]
     entries: dict[str, Judgement] = field(default_factory=dict)
+    _tail_checked: bool = False
 
     def load(self, accept_any: bool = False) -> SampleCache:
         """Read cached judgements with this fingerprint (with ``accept_any``: every one)."""
@@ -103,8 +103,9 @@ class SampleCache:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         line = json.dumps({"fingerprint": self.fingerprint, "judgement": judgement.to_dict()})
         with self.path.open("a", encoding="utf-8") as fh:
-            if fh.tell() and not _ends_with_newline(self.path):
+            if not self._tail_checked and fh.tell() and not _ends_with_newline(self.path):
                 fh.write("\n")  # a torn line from a killed run stays on its own line
+            self._tail_checked = True
             fh.write(line + "\n")
             fh.flush()
             os.fsync(fh.fileno())
@@ -187,10 +188,7 @@ def score_report(
     for k in sorted(settings.ks):
         per_aggregate = {}
         for aggregate in settings.aggregates:
-            pred = [
-                aggregate_scores(judgements[inst.question_id].scores[:k], aggregate)
-                for inst in done
-            ]
+            pred = [judgements[inst.question_id].prefix(k, aggregate).score for inst in done]
             per_aggregate[aggregate] = {
                 "overall": score_metrics(pred, gt, settings.tau),
                 "by_source": breakdown(pred, gt, [inst.source for inst in done], settings.tau),

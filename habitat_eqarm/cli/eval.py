@@ -159,7 +159,7 @@ def write_reports(out, cfg, settings, instances, judgements, report, failures) -
     plot_scaling(report, settings.aggregates, out / "scaling.png")
     done = [inst for inst in instances if inst.question_id in judgements]
     kmax = max(settings.ks)
-    pred = [aggregate_scores(judgements[i.question_id].scores[:kmax], main_agg) for i in done]
+    pred = [judgements[i.question_id].prefix(kmax, main_agg).score for i in done]
     plot_histogram(pred, [i.gt_score for i in done], out / "histogram.png", f"K={kmax} {main_agg}")
     print(table1)
     print(table2)

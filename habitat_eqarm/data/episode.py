@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 
-VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov", ".webm")
 _FRAME_RE = re.compile(r"^(\d+)-rgb\.png$")
 
 #: Depth units per metre in OpenEQA's folders: HM3D stores metres/10*65535, ScanNet millimetres.

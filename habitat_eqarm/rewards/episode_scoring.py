@@ -5,9 +5,8 @@ and reasoning come from, how a finished episode becomes an :class:`EQAInstance`,
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -110,14 +109,12 @@ class EpisodeState:
     question: str | None = None
     question_id: str | None = None
     steps: int = 0
-    started: float = field(default_factory=time.perf_counter)
 
     def begin(self, name_prefix: str) -> None:
         """Start recording the next episode."""
         self.episode += 1
         self.question = self.question_id = None
         self.steps = 0
-        self.started = time.perf_counter()
         name = f"{name_prefix}-ep{self.episode:06d}"
         self.recorder.start(name if self.recorder.out_dir else None)
 

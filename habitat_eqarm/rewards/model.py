@@ -72,15 +72,19 @@ class Judgement:
         """Each sample's critique."""
         return [s.critique for s in self.samples]
 
-    def prefix(self, k: int) -> Judgement:
-        """The judgement the first ``k`` samples alone would give (for K-scaling curves)."""
+    def prefix(self, k: int, aggregate: str | None = None) -> Judgement:
+        """The judgement the first ``k`` samples alone would give (for K-scaling curves).
+
+        ``aggregate`` re-aggregates them another way (default: this judgement's method).
+        """
         samples = self.samples[:k]
         scores = [s.score for s in samples]
+        aggregate = aggregate or self.aggregate
         return Judgement(
             question_id=self.question_id,
             samples=samples,
-            score=aggregate_scores(scores, self.aggregate),
-            aggregate=self.aggregate,
+            score=aggregate_scores(scores, aggregate),
+            aggregate=aggregate,
             n_valid=sum(s is not None for s in scores),
             prompt_id=self.prompt_id,
             model=self.model,

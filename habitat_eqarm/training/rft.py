@@ -23,6 +23,7 @@ from habitat_eqarm.bench.evaluate import EvalSettings, SampleCache, load_instanc
 from habitat_eqarm.data.episode import EpisodeMemory
 from habitat_eqarm.data.io import atomic_write_text
 from habitat_eqarm.data.schema import EQAInstance
+from habitat_eqarm.rewards.backends.hf import pixel_size
 from habitat_eqarm.rewards.model import Judgement
 from habitat_eqarm.rewards.prompts import REWARD_MODEL_PROMPT, build_messages
 from habitat_eqarm.training.rewards import rejective_filter
@@ -164,7 +165,7 @@ def build_sft_dataset(rows: list[dict[str, Any]], processor: Any, cfg: RFTConfig
 def example_tokens(example: dict[str, Any], processor: Any, cfg: RFTConfig) -> int:
     """Prompt + completion tokens of one example, image tokens included."""
     text = processor.apply_chat_template(example["prompt"] + example["completion"], tokenize=False)
-    size = {"longest_edge": cfg.max_pixels, "shortest_edge": 56 * 56}
+    size = pixel_size(cfg.max_pixels)
     encoded = processor(text=[text], images=example["images"], images_kwargs={"size": size})
     return len(encoded["input_ids"][0])
 
@@ -183,7 +184,7 @@ def prepare(cfg: RFTConfig) -> tuple[Any, Any, RFTStats]:
     judgements, _ = candidate_judgements(cfg, labelled, stats)
     pairs = select_targets(labelled, judgements, cfg.tau, stats)
     processor = AutoProcessor.from_pretrained(cfg.model_name_or_path)
-    processor.image_processor.size = {"longest_edge": cfg.max_pixels, "shortest_edge": 56 * 56}
+    processor.image_processor.size = pixel_size(cfg.max_pixels)
     dataset = build_sft_dataset(sft_rows(pairs, cfg.num_keyframes), processor, cfg, stats)
     out = Path(cfg.output_dir)
     atomic_write_text(out / "rft_stats.json", json.dumps(stats.to_dict(), indent=2) + "\n")

@@ -31,6 +31,11 @@ SHARED_PREFILL_MODEL_TYPES = ("qwen2_vl", "qwen2_5_vl")
 MIN_PIXELS = 56 * 56
 
 
+def pixel_size(max_pixels: int) -> dict[str, int]:
+    """Qwen2-VL processor bounds: each frame resized to at most ``max_pixels`` pixels."""
+    return {"longest_edge": int(max_pixels), "shortest_edge": MIN_PIXELS}
+
+
 def pick_device(device: str | None = None) -> torch.device:
     """``device`` if given, else CUDA when available, else CPU."""
     if device:
@@ -91,9 +96,6 @@ class HFBackend(RewardBackend):
 
     # -- inputs ---------------------------------------------------------------------------------
 
-    def _size(self) -> dict[str, int]:
-        return {"longest_edge": self.max_pixels, "shortest_edge": MIN_PIXELS}
-
     def encode(self, requests: Sequence[GenerationRequest]) -> dict[str, torch.Tensor]:
         """Processor outputs for a batch of requests, on the model's device."""
         from PIL import Image
@@ -108,9 +110,12 @@ class HFBackend(RewardBackend):
         images = [Image.fromarray(f) for r in requests if not r.as_video for f in r.frames]
         videos = [np.asarray(r.frames) for r in requests if r.as_video]
         if images:
-            kwargs.update(images=images, images_kwargs={"size": self._size()})
+            kwargs.update(images=images, images_kwargs={"size": pixel_size(self.max_pixels)})
         if videos:
-            video_kwargs: dict[str, Any] = {"size": self._size(), "do_sample_frames": False}
+            video_kwargs: dict[str, Any] = {
+                "size": pixel_size(self.max_pixels),
+                "do_sample_frames": False,
+            }
             if hasattr(self.processor.video_processor, "cap_pixels_per_frame"):
                 video_kwargs["cap_pixels_per_frame"] = True  # qwen-vl-utils' behaviour
             kwargs.update(videos=videos, videos_kwargs=video_kwargs)
