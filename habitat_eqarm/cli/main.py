@@ -7,7 +7,9 @@ all of them and command-line flags override the file.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+import tempfile
 from collections.abc import Sequence
 
 #: verb -> (module, one-line description). Multi-word verbs ("bench generate") go here too.
@@ -16,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "score": ("habitat_eqarm.cli.score", "critique and score one answer about one episode"),
     "eval": ("habitat_eqarm.cli.eval", "accuracy/RMSE of a reward model for every K, with reports"),
     "train rft": ("habitat_eqarm.cli.train_rft", "rejective fine-tuning: Eq. 1 filter, then SFT"),
+    "train cgrpo": ("habitat_eqarm.cli.train_cgrpo", "C-GRPO: contrastive GRPO from the RFT model"),
 }
 
 
@@ -34,6 +37,43 @@ def _match(argv: Sequence[str]) -> tuple[str, list[str]] | None:
     return None
 
 
+def merge_configs(args: list[str]) -> tuple[list[str], str | None]:
+    """Several ``--config`` files: merged in order (later keys win) into one temporary file.
+
+    Returns the arguments with a single ``--config`` and the temporary file to delete (or None).
+    This is how an ablation row (a few keys) is laid over a base config.
+    """
+    import yaml
+
+    files, rest, i = [], [], 0
+    while i < len(args):
+        if args[i] == "--config" and i + 1 < len(args):
+            files.append(args[i + 1])
+            i += 2
+            continue
+        if args[i].startswith("--config="):
+            files.append(args[i].split("=", 1)[1])
+        else:
+            rest.append(args[i])
+        i += 1
+    if len(files) < 2:
+        return args, None
+    merged: dict = {}
+    for path in files:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                data = yaml.safe_load(fh) or {}
+        except yaml.YAMLError as err:
+            raise ValueError(f"{path}: not valid YAML ({err})") from err
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: a config must be a mapping of option: value")
+        merged.update(data)
+    fd, tmp = tempfile.mkstemp(prefix="eqarm-config-", suffix=".yaml")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        yaml.safe_dump(merged, fh, sort_keys=False)
+    return ["--config", tmp, *rest], tmp
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``eqarm`` console script; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -46,7 +86,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     verb, rest = matched
     module = importlib.import_module(COMMANDS[verb][0])
-    (config,) = module.make_parser().parse_args_and_config(rest)
+    try:
+        rest, merged = merge_configs(rest)
+    except (ValueError, OSError) as err:
+        print(f"eqarm {verb}: error: {err}", file=sys.stderr)
+        return 1
+    try:
+        (config,) = module.make_parser().parse_args_and_config(rest)
+    finally:
+        if merged:
+            os.unlink(merged)
     try:
         return int(module.main(config) or 0)
     except (ValueError, OSError) as err:  # bad input: our errors name the file and the problem

@@ -141,6 +141,12 @@ def _completion_text(completion: Any) -> str:
     return ""
 
 
+def completion_score(completion: Any) -> int | None:
+    """The score of a well-formed evaluation (TRL completion or text); None if malformed."""
+    parsed = parse_evaluation(_completion_text(completion))
+    return parsed.score if parsed.format_ok else None
+
+
 class AccuracyReward:
     """TRL reward function: Eq. 3 of each completion against the ``gt_score`` column."""
 
@@ -151,11 +157,10 @@ class AccuracyReward:
     def __call__(self, prompts: list, completions: list, **columns: Any) -> list[float]:
         if self.column not in columns:
             raise KeyError(f"accuracy_reward needs the dataset column {self.column!r}")
-        out = []
-        for completion, gt in zip(completions, columns[self.column], strict=True):
-            parsed = parse_evaluation(_completion_text(completion))
-            out.append(accuracy_reward(parsed.score if parsed.format_ok else None, gt))
-        return out
+        return [
+            accuracy_reward(completion_score(completion), gt)
+            for completion, gt in zip(completions, columns[self.column], strict=True)
+        ]
 
 
 class FormatReward:

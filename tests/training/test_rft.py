@@ -1,10 +1,11 @@
 import json
+import shutil
 
 import pytest
+from transformers import TrainerCallback
 
 from habitat_eqarm.data import read_jsonl
 from habitat_eqarm.rewards.model import EQARewardModel
-from habitat_eqarm.testing.toy import make_toy_rft_set
 from habitat_eqarm.training.checkpoints import MARKER, last_complete_checkpoint
 from habitat_eqarm.training.rft import canonical_evaluation, prepare, train_rft
 from habitat_eqarm.training.rft_config import RFTConfig
@@ -12,9 +13,9 @@ from habitat_eqarm.training.rft_config import RFTConfig
 CPU = dict(bf16=False, use_cpu=True, activation_checkpointing=False, logging_steps=5)
 
 
-@pytest.fixture(scope="module")
-def toy(tmp_path_factory):
-    return make_toy_rft_set(tmp_path_factory.mktemp("toy"))
+@pytest.fixture
+def toy(toy_set):
+    return toy_set
 
 
 def config(tmp_path, tiny_model_path, toy, **kw):
@@ -65,29 +66,31 @@ def test_instances_without_gt_score_or_frames_are_skipped_and_counted(
     assert stats.skipped_too_long == stats.kept  # every example exceeds a 50-token budget
 
 
-def format_valid_rate(model_path, instances, k=4) -> float:
-    with EQARewardModel.from_pretrained(str(model_path), batch_size=8) as rm:
+def format_valid_rate(model_path, instances, k=4, **kw) -> float:
+    with EQARewardModel.from_pretrained(str(model_path), batch_size=8, **kw) as rm:
         judgements = rm.score(instances, k=k, temperature=0.8, seed=0, max_new_tokens=48)
     samples = [s for j in judgements for s in j.samples]
     return sum(s.format_ok for s in samples) / len(samples)
 
 
 @pytest.mark.slow
-def test_rft_teaches_the_format_and_resumes(tmp_path, tiny_model_path, toy):
+def test_rft_teaches_the_format(tiny_model_path, toy, rft_run):
     held_out = read_jsonl(toy[0])[:8]
-    assert format_valid_rate(tiny_model_path, held_out) < 0.1  # untrained: about 0
-    # the paper's lr of 1e-6 is for a pretrained 2B model; a random tiny one needs far more
-    train = dict(learning_rate=1e-2, per_device_train_batch_size=4, save_steps=100, seed=0)
-    trainer = train_rft(config(tmp_path, tiny_model_path, toy, max_steps=200, **train))
-    assert trainer.state.global_step == 200
-    rate = format_valid_rate(tmp_path / "rft", held_out)  # sampled at T = 0.8
+    small = {k: rft_run.fields[k] for k in ("num_keyframes", "max_pixels")}
+    assert format_valid_rate(tiny_model_path, held_out, **small) < 0.1  # untrained: about 0
+    assert rft_run.global_step == rft_run.max_steps
+    rate = format_valid_rate(rft_run.output_dir, held_out, **small)  # sampled at T = 0.8
     assert rate >= 0.9, rate
 
+
+@pytest.mark.slow
+def test_rft_resumes_from_the_last_complete_checkpoint_only(tmp_path, rft_run):
+    out = tmp_path / "rft"
+    shutil.copytree(rft_run.output_dir, out)
     # a crash mid-save: a newer checkpoint without the marker is never resumed from
-    assert last_complete_checkpoint(tmp_path / "rft").endswith("checkpoint-200")
-    (tmp_path / "rft" / "checkpoint-300").mkdir()
-    assert last_complete_checkpoint(tmp_path / "rft").endswith("checkpoint-200")
-    from transformers import TrainerCallback
+    assert last_complete_checkpoint(out).endswith("checkpoint-100")
+    (out / "checkpoint-140").mkdir()
+    assert last_complete_checkpoint(out).endswith("checkpoint-100")
 
     class CountSteps(TrainerCallback):
         steps = 0
@@ -95,12 +98,11 @@ def test_rft_teaches_the_format_and_resumes(tmp_path, tiny_model_path, toy):
         def on_step_end(self, args, state, control, **kwargs):
             CountSteps.steps += 1
 
-    resumed = train_rft(
-        config(tmp_path, tiny_model_path, toy, max_steps=210, **train), [CountSteps()]
-    )
-    assert resumed.state.global_step == 210
-    assert CountSteps.steps == 10  # continued from step 200, not from 0
-    assert (tmp_path / "rft" / "checkpoint-200" / MARKER).is_file()
+    fields = {**rft_run.fields, "output_dir": str(out), "save_steps": 1000}
+    resumed = train_rft(RFTConfig(**fields, max_steps=110), [CountSteps()])
+    assert resumed.state.global_step == 110
+    assert CountSteps.steps == 10  # continued from step 100, not from 0
+    assert (out / "checkpoint-100" / MARKER).is_file()
 
 
 def test_canonical_evaluation():

@@ -1,0 +1,407 @@
+"""C-GRPO (spec §4) on TRL's ``GRPOTrainer``: a thin subclass; the maths is in ``rewards.py``.
+
+Per prompt, TRL samples G evaluations of the original instance. :class:`CGRPOTrainer` adds, for
+each active contrast, the perturbed prompt (shuffled keyframes, masked keyframes, or the trace's
+steps jumbled; one seeded draw per prompt and step, shared by its G copies) and samples G
+evaluations of it **in the same generation call** as the originals. Only the original-condition
+evaluations enter the loss (**[ours]**, spec §4); the perturbed ones are parsed into scores.
+
+Rewards are TRL's reward columns, summed with weights before the group normalisation (TRL's
+``sum_then_normalize``, which with ``scale_rewards="group"`` is Eq. 6):
+
+* ``accuracy_reward`` (Eq. 3) and ``format_reward``: ordinary TRL reward functions;
+* ``boost_temporal`` / ``boost_spatial`` / ``boost_reasoning`` (Eq. 4), weight 1/3 each
+  (Eq. 5): computed by :func:`~habitat_eqarm.training.rewards.cgrpo_terms` after the scores are
+  gathered from every process, because a prompt's group may span GPUs (the paper runs 8 GPUs x
+  batch 1 with G = 8: one completion per GPU).
+
+TRL then logs each column's mean per step (``rewards/<name>/mean``); :class:`CurvesPlot` draws
+them as the paper's Fig. 2. The reference model is the starting model, i.e. the RFT model.
+
+Not shared: the vision work of the original and the temporal/reasoning conditions (same frames).
+TRL's generation runs the processor and the vision encoder per prompt row, with no hook to feed
+it precomputed image features, so each condition encodes its frames again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import TrainerCallback
+from trl import GRPOTrainer
+
+from habitat_eqarm.bench.evaluate import load_instances
+from habitat_eqarm.data.episode import EpisodeMemory
+from habitat_eqarm.data.io import atomic_path, atomic_write_text
+from habitat_eqarm.data.schema import EQAInstance
+from habitat_eqarm.rewards.backends.hf import pixel_size
+from habitat_eqarm.rewards.prompts import REWARD_MODEL_PROMPT, build_messages, prompt_text
+from habitat_eqarm.training.augment import jumble_reasoning, mask_frames, non_identity_permutation
+from habitat_eqarm.training.cgrpo_config import CGRPOConfig
+from habitat_eqarm.training.rewards import (
+    AccuracyReward,
+    FormatReward,
+    cgrpo_terms,
+    completion_score,
+)
+from habitat_eqarm.training.rft import attach_images, example_tokens
+
+MALFORMED = -1.0  # a score slot of a malformed evaluation; NaN marks an inactive contrast
+
+
+@dataclass
+class CGRPOStats:
+    """What data preparation kept and skipped, written to ``cgrpo_stats.json``."""
+
+    instances: int = 0
+    kept: int = 0
+    skipped_no_gt_score: int = 0
+    skipped_no_frames: int = 0
+    skipped_too_long: int = 0
+    temporal_inactive: int = 0  # fewer than 2 keyframes: no other order exists
+    reasoning_inactive: int = 0  # fewer than 2 reasoning steps
+
+    def to_dict(self) -> dict[str, int]:
+        """A JSON-serialisable dict."""
+        return asdict(self)
+
+
+def grpo_rows(
+    instances: list[EQAInstance], num_keyframes: int, stats: CGRPOStats
+) -> list[dict[str, Any]]:
+    """One row per usable instance: prompt messages, ``gt_score``, and where its frames are."""
+    rows = []
+    for inst in instances:
+        if inst.gt_score is None:
+            stats.skipped_no_gt_score += 1
+            continue
+        try:
+            if not inst.episode_path:
+                raise ValueError("no episode_path")
+            memory = EpisodeMemory.from_path(inst.episode_path)
+            indices = list(inst.keyframe_indices) or memory.keyframes(num_keyframes)
+            if not indices:
+                raise ValueError("the episode has no frames")
+        except (ValueError, OSError) as err:
+            print(f"C-GRPO: skipping {inst.question_id!r}: no frames ({err})")
+            stats.skipped_no_frames += 1
+            continue
+        stats.temporal_inactive += len(indices) < 2
+        stats.reasoning_inactive += len(inst.reasoning_steps) < 2
+        rows.append(
+            {
+                "question_id": inst.question_id,
+                "episode_path": inst.episode_path,
+                "keyframe_indices": indices,
+                "prompt": build_messages(REWARD_MODEL_PROMPT, inst, len(indices)),
+                "gt_score": float(inst.gt_score),
+                "instance": json.dumps(inst.to_dict()),
+            }
+        )
+    return rows
+
+
+def prepare(cfg: CGRPOConfig) -> tuple[Any, Any, CGRPOStats]:
+    """The training dataset (images loaded lazily), the processor, and what was skipped."""
+    from datasets import Dataset
+    from transformers import AutoProcessor
+
+    if not cfg.data:
+        raise ValueError("C-GRPO needs --data: labelled instances with gt_score")
+    stats = CGRPOStats()
+    instances = load_instances(cfg.data, cfg.data_split)
+    stats.instances = len(instances)
+    rows = grpo_rows(instances, cfg.num_keyframes, stats)
+    processor = AutoProcessor.from_pretrained(cfg.model_name_or_path)
+    processor.image_processor.size = pixel_size(cfg.max_pixels)  # TRL has no max_pixels option
+    dataset = Dataset.from_list(rows).with_transform(attach_images) if rows else None
+    if dataset is not None and cfg.max_prompt_tokens is not None:
+        keep = [
+            i
+            for i in range(len(dataset))
+            if prompt_tokens(dataset[i], processor, cfg) <= cfg.max_prompt_tokens
+        ]
+        stats.skipped_too_long = len(dataset) - len(keep)
+        dataset = dataset.select(keep)
+    stats.kept = len(dataset) if dataset is not None else 0
+    atomic_write_text(
+        Path(cfg.output_dir) / "cgrpo_stats.json", json.dumps(stats.to_dict(), indent=2) + "\n"
+    )
+    if not stats.kept:
+        raise ValueError(f"C-GRPO: no usable instance in {cfg.data} ({stats.to_dict()})")
+    return dataset, processor, stats
+
+
+def prompt_tokens(example: dict[str, Any], processor: Any, cfg: CGRPOConfig) -> int:
+    """Tokens of the prompt alone, image tokens included."""
+    return example_tokens({**example, "completion": []}, processor, cfg)
+
+
+def _draw_seed(*parts: Any) -> int:
+    """A seed that every process derives alike from the same parts (prompt, step, condition)."""
+    digest = hashlib.sha256("\x1f".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "little")
+
+
+class CGRPOTrainer(GRPOTrainer):
+    """TRL's ``GRPOTrainer`` with C-GRPO's contrasts (see the module doc)."""
+
+    def __init__(self, model: Any, args: CGRPOConfig, **kwargs: Any) -> None:
+        if "reward_funcs" in kwargs:
+            raise TypeError(
+                "CGRPOTrainer's rewards are fixed by Eqs. 3-5; do not pass reward_funcs"
+            )
+        super().__init__(
+            model=model, reward_funcs=[AccuracyReward(), FormatReward()], args=args, **kwargs
+        )
+        self.contrasts = args.contrasts
+        # Eq. 5: accuracy + format + (R^t + R^s + R^r) / 3; the boost columns are appended by
+        # _calculate_rewards (TRL appends environment reward columns the same way)
+        self.reward_func_names.extend(f"boost_{c}" for c in self.contrasts)
+        boost_weights = torch.full((len(self.contrasts),), 1.0 / 3.0)
+        self.reward_weights = torch.cat([self.reward_weights, boost_weights])
+        self._pending_inputs: list[dict[str, Any]] | None = None
+        self._perturbed_scores: torch.Tensor | None = None
+        # (rows, contrasts) scores of the last step's perturbed evaluations, NaN where inactive
+        self.last_perturbed_scores: torch.Tensor | None = None
+        self.perturb_seconds = 0.0  # time spent perturbing inputs (for benchmarks)
+
+    # -- perturbations -------------------------------------------------------------------------
+
+    def _perturb(self, condition: str, prompt: list[dict], row: dict[str, Any]) -> list | None:
+        """The prompt (images embedded) under ``condition``, or None if the contrast is inactive."""
+        rng = np.random.default_rng(
+            _draw_seed(self.args.seed, self.state.global_step, row["question_id"], condition)
+        )
+        messages = [dict(m) for m in prompt]
+        user = next(i for i, m in enumerate(messages) if m["role"] == "user")
+        parts = [dict(p) for p in messages[user]["content"]]
+        image_slots = [i for i, p in enumerate(parts) if p.get("type") == "image"]
+        if condition == "temporal":
+            order = non_identity_permutation(len(image_slots), rng)
+            if order is None:
+                return None
+            images = [parts[i]["image"] for i in image_slots]
+            for slot, j in zip(image_slots, order, strict=True):
+                parts[slot] = {**parts[slot], "image": images[int(j)]}
+        elif condition == "spatial":
+            if not image_slots:
+                return None
+            from PIL import Image
+
+            frames = np.stack([np.asarray(parts[i]["image"].convert("RGB")) for i in image_slots])
+            masked = mask_frames(
+                frames,
+                rng,
+                fraction=self.args.mask_fraction,
+                patch=self.args.mask_patch,
+                value=self.args.mask_value,
+            )
+            for slot, frame in zip(image_slots, masked, strict=True):
+                parts[slot] = {**parts[slot], "image": Image.fromarray(frame)}
+        elif condition == "reasoning":
+            inst = EQAInstance.from_dict(json.loads(row["instance"]), where=row["question_id"])
+            steps = jumble_reasoning(inst.reasoning_steps, rng)
+            if steps is None:
+                return None
+            inst.reasoning_steps = steps
+            text = next(i for i, p in enumerate(parts) if p.get("type") == "text")
+            parts[text] = {**parts[text], "text": prompt_text(REWARD_MODEL_PROMPT, inst)}
+        else:
+            raise ValueError(f"unknown condition {condition!r}")
+        messages[user] = {**messages[user], "content": parts}
+        return messages
+
+    # -- TRL hooks -----------------------------------------------------------------------------
+
+    def _generate_and_score_completions(self, inputs):
+        self._pending_inputs = inputs if self.model.training and self.contrasts else None
+        try:
+            return super()._generate_and_score_completions(inputs)
+        finally:
+            self._pending_inputs = None
+            self._perturbed_scores = None
+
+    def _generate(self, prompts: list):
+        """Sample the original prompts and every active perturbation of them in one call."""
+        rows = self._pending_inputs
+        if rows is None:
+            return super()._generate(prompts)
+        start = time.perf_counter()
+        extra, owners = [], []  # owners[k] = (contrast index, row index) of extra[k]
+        inactive = Counter()
+        for j, condition in enumerate(self.contrasts):
+            for i, (prompt, row) in enumerate(zip(prompts, rows, strict=True)):
+                perturbed = self._perturb(condition, prompt, row)
+                if perturbed is None:
+                    inactive[condition] += 1
+                    continue
+                extra.append(perturbed)
+                owners.append((j, i))
+        self.perturb_seconds += time.perf_counter() - start
+        for condition in self.contrasts:  # share of this step's rows without that contrast
+            self._metrics["train"][f"cgrpo/inactive_{condition}"].append(
+                inactive[condition] / len(prompts)
+            )
+        out = list(super()._generate(prompts + extra))
+        completions = out[3]
+        scores = torch.full((len(prompts), len(self.contrasts)), float("nan"))
+        for (j, i), completion in zip(owners, completions[len(prompts) :], strict=True):
+            score = completion_score(completion)
+            scores[i, j] = MALFORMED if score is None else float(score)
+        self._perturbed_scores = self.last_perturbed_scores = scores
+        # prompt_ids, completion_ids, tool_mask, completions, logprobs, extra_fields, images,
+        # tool_images: keep the originals; extra_fields is a dict and stays as it is
+        n = len(prompts)
+        return tuple(
+            v[:n] if isinstance(v, list | tuple) and len(v) == len(prompts) + len(extra) else v
+            for v in out
+        )
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        names = self.reward_func_names  # TRL pairs its reward functions with the first names
+        self.reward_func_names = names[: len(self.reward_funcs)]
+        try:
+            rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        finally:
+            self.reward_func_names = names
+        if not self.contrasts:
+            return rewards
+        device = rewards.device
+        if self._perturbed_scores is None:  # evaluation: no contrasts, the boost does not apply
+            nan = torch.full((len(rewards), len(self.contrasts)), float("nan"), device=device)
+            return torch.cat([rewards, nan], dim=1)
+        from accelerate.utils import gather
+
+        own = [completion_score(c) for c in completions]
+        own = torch.tensor([MALFORMED if s is None else float(s) for s in own], device=device)
+        gts = torch.tensor([float(x["gt_score"]) for x in inputs], device=device)
+        all_own = gather(own).cpu()
+        all_gt = gather(gts).cpu()
+        all_perturbed = gather(self._perturbed_scores.to(device)).cpu()
+        boosts = torch.zeros((len(all_own), len(self.contrasts)))
+        size = self.num_generations
+        group_means: dict[str, list[float]] = {c: [] for c in ("original", *self.contrasts)}
+        for start in range(0, len(all_own), size):
+            group = slice(start, start + size)
+            augmented = {
+                c: _scores(all_perturbed[group, j])
+                for j, c in enumerate(self.contrasts)
+                if not torch.isnan(all_perturbed[group, j]).all()
+            }
+            terms = cgrpo_terms(
+                _scores(all_own[group]),
+                float(all_gt[start]),
+                augmented,
+                delta=self.args.boost_delta,
+                mu=self.args.boost_mu,
+                h_min=self.args.boost_h_min,
+            )
+            for j, c in enumerate(self.contrasts):
+                if c in terms.boosts:
+                    boosts[group, j] = torch.tensor(terms.boosts[c])
+            for c, mean in terms.group_means.items():
+                group_means[c].append(mean)
+        for c, means in group_means.items():
+            if means:
+                self._metrics["train"][f"cgrpo/mean_accuracy_{c}"].append(sum(means) / len(means))
+        return torch.cat([rewards, boosts.to(device)], dim=1)
+
+
+def _scores(column: torch.Tensor) -> list[float | None]:
+    return [None if s == MALFORMED else s for s in column.tolist()]
+
+
+CURVES = {
+    "accuracy": "rewards/accuracy_reward/mean",
+    "format": "rewards/format_reward/mean",
+    "temporal boost": "rewards/boost_temporal/mean",
+    "spatial boost": "rewards/boost_spatial/mean",
+    "reasoning boost": "rewards/boost_reasoning/mean",
+    "total reward": "reward",
+}
+
+
+def write_curves(log_history: list[dict[str, Any]], path: str | Path) -> Path | None:
+    """The paper's Fig. 2: mean accuracy, format and each boost per step, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series = {}
+    for label, key in CURVES.items():
+        points = [(e["step"], e[key]) for e in log_history if key in e and "step" in e]
+        if points:
+            series[label] = points
+    if not series:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for label, points in series.items():
+        ax = axes[1] if label.endswith("boost") else axes[0]
+        ax.plot(*zip(*points, strict=True), label=label, marker="." if len(points) < 30 else None)
+    axes[0].set_title("accuracy, format and total reward")
+    axes[1].set_title("contrastive boosts (mean per evaluation)")
+    for ax in axes:
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        if ax.has_data():
+            ax.legend()
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
+    return path
+
+
+class CurvesPlot(TrainerCallback):
+    """Redraw the curves PNG whenever a checkpoint is saved and when training ends."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def on_save(self, args, state, control, **kwargs):
+        write_curves(state.log_history, self.path)
+        return control
+
+    def on_train_end(self, args, state, control, **kwargs):
+        write_curves(state.log_history, self.path)
+        return control
+
+
+def train_cgrpo(cfg: CGRPOConfig, callbacks: list | None = None) -> CGRPOTrainer:
+    """Run C-GRPO end to end; returns the trainer (the model is saved in ``output_dir``).
+
+    Resumes from the newest complete checkpoint in ``output_dir`` when there is one.
+    """
+    from habitat_eqarm.training.checkpoints import (
+        CompleteCheckpointMarker,
+        last_complete_checkpoint,
+    )
+
+    dataset, processor, stats = prepare(cfg)
+    print(f"C-GRPO data: {json.dumps(stats.to_dict())}; contrasts: {list(cfg.contrasts)}")
+    trainer = CGRPOTrainer(
+        model=cfg.model_name_or_path,
+        args=cfg,
+        train_dataset=dataset,
+        processing_class=processor,
+        callbacks=[
+            CompleteCheckpointMarker(),
+            CurvesPlot(Path(cfg.output_dir) / cfg.curves_png),
+            *(callbacks or []),
+        ],
+    )
+    trainer.train(resume_from_checkpoint=last_complete_checkpoint(cfg.output_dir))
+    trainer.save_model(cfg.output_dir)
+    processor.save_pretrained(cfg.output_dir)
+    return trainer
