@@ -25,7 +25,7 @@ CPU = dict(bf16=False, use_cpu=True, activation_checkpointing=False, report_to="
 FAST = dict(
     num_generations=4,
     per_device_train_batch_size=4,
-    max_completion_length=40,
+    max_completion_length=64,
     num_keyframes=3,
     max_pixels=20_000,
     logging_steps=1,
@@ -189,7 +189,7 @@ def parameters(trainer) -> dict[str, torch.Tensor]:
 @pytest.mark.slow
 def test_cgrpo_raises_the_total_reward_and_every_part_learns(tmp_path, rft_run, toy_set):
     # no weight decay here: a parameter that moves does so because its gradient reached it
-    train = dict(max_steps=30, learning_rate=2e-3, weight_decay=0.0)
+    train = dict(max_steps=30, learning_rate=1e-4, weight_decay=0.0, max_completion_length=64)
     cfg = config(tmp_path, rft_run.output_dir, toy_set[0], **train)
     from transformers import AutoModelForImageTextToText
 
