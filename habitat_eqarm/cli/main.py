@@ -16,6 +16,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "score": ("habitat_eqarm.cli.score", "critique and score one answer about one episode"),
     "eval": ("habitat_eqarm.cli.eval", "accuracy/RMSE of a reward model for every K, with reports"),
     "train rft": ("habitat_eqarm.cli.train_rft", "rejective fine-tuning: Eq. 1 filter, then SFT"),
+    "serve": (
+        "habitat_eqarm.cli.serve",
+        "a reward model over HTTP: OpenAI-compatible and /v1/score",
+    ),
 }
 
 
