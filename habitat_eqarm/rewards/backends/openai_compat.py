@@ -90,6 +90,21 @@ class _Call:
     seed: int | None
 
 
+class _LazyMessages:
+    """A request's OpenAI messages, encoded on first use by whichever thread needs them."""
+
+    def __init__(self, request: GenerationRequest, encode: Any) -> None:
+        self.request, self.encode = request, encode
+        self.value: list[dict[str, Any]] | None = None
+        self.lock = threading.Lock()
+
+    def get(self) -> list[dict[str, Any]]:
+        with self.lock:
+            if self.value is None:
+                self.value = to_openai_messages(self.request, self.encode)
+            return self.value
+
+
 def _offset(seed: int | None, i: int) -> int | None:
     return None if seed is None else seed + i
 
@@ -243,7 +258,7 @@ class OpenAIBackend(RewardBackend):
             quality=self.encoding["quality"],
             max_pixels=self.encoding["max_pixels"],
         )
-        messages = {c.request: to_openai_messages(requests[c.request], encode) for c in calls}
+        messages = {c.request: _LazyMessages(requests[c.request], encode) for c in calls}
         errors: list[EndpointError] = []
         with ThreadPoolExecutor(min(self.max_concurrency, len(calls))) as pool:
             futures = [pool.submit(self._call, messages[c.request], c, params) for c in calls]
