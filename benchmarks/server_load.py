@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -54,6 +55,7 @@ def run_clients(server, model, requests, clients, params) -> tuple[float, list[f
     per_client = len(requests) // clients
     latencies: list[float] = []
     errors = 0
+    failed_once: list[Exception] = []
 
     def client(c: int) -> tuple[list[float], int]:
         backend = OpenAIBackend(model, base_url=server.base_url, cache=False, max_retries=3)
@@ -62,8 +64,11 @@ def run_clients(server, model, requests, clients, params) -> tuple[float, list[f
             t0 = time.perf_counter()
             try:
                 backend.generate([request], params)
-            except Exception:
+            except Exception as err:  # counted, and the first one shown
                 failed += 1
+                if not failed_once:
+                    failed_once.append(err)
+                    print(f"client {c}: {type(err).__name__}: {err}", file=sys.stderr)
             mine.append((time.perf_counter() - t0) * 1000)
         backend.close()
         return mine, failed

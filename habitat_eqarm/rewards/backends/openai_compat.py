@@ -159,11 +159,12 @@ class OpenAIBackend(RewardBackend):
         self.backoff = (float(backoff_base), float(backoff_max))
         self.max_concurrency = max(1, int(max_concurrency))
         self.k_mode = k_mode
-        self.encoding = {"image_format": image_format, "quality": jpeg_quality}
-        self.encoding["max_pixels"] = max_pixels
-        encode_frame(
-            np.zeros((2, 2, 3), np.uint8), image_format, jpeg_quality
-        )  # a bad format fails now, not mid-run
+        self.encoding = {
+            "image_format": image_format,
+            "quality": jpeg_quality,
+            "max_pixels": max_pixels,
+        }
+        encode_frame(np.zeros((2, 2, 3), np.uint8), image_format)  # a bad format fails now
         self.extra_body = dict(extra_body or {})
         if cache:
             from habitat_eqarm.cli.common import cache_dir as default_cache_dir
@@ -274,10 +275,9 @@ class OpenAIBackend(RewardBackend):
                         self.cache.put(keys[call.request][i], text)
         return errors
 
-    def _call(
-        self, messages: list[dict[str, Any]], call: _Call, params: SamplingParams
-    ) -> list[str]:
+    def _call(self, lazy: _LazyMessages, call: _Call, params: SamplingParams) -> list[str]:
         """The texts of one planned call (greedy: one text repeated for each sample)."""
+        messages = lazy.get()  # encoded on a worker thread, once per request
         got: list[str] = []
         while len(got) < call.n:  # a gateway may ignore `n`: ask again for the rest
             body = self.request_body(
