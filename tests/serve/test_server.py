@@ -1,5 +1,6 @@
 """`eqarm serve` as a client sees it: a real server subprocess with the tiny model on loopback."""
 
+import http.client
 import signal
 import threading
 import time
@@ -128,6 +129,22 @@ def test_bad_score_requests_get_clear_errors(eqarm_server, instance, frames, sta
     assert r.status_code == status and needle in r.json()["error"]["message"], r.text
 
 
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [({"Content-Length": str(10**12)}, 413), ({"Transfer-Encoding": "chunked"}, 411)],
+)
+def test_bodies_must_announce_a_bounded_length(eqarm_server, headers, status):
+    host, port = eqarm_server.base_url.split("//")[1].split("/")[0].split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    conn.putrequest("POST", "/v1/chat/completions")
+    for name, value in {**eqarm_server.headers, **headers}.items():
+        conn.putheader(name, value)
+    conn.endheaders()  # the body never follows: the server must answer without reading it
+    response = conn.getresponse()
+    assert response.status == status
+    conn.close()
+
+
 def test_concurrent_requests_are_batched(eqarm_server):
     before = eqarm_server.stats()["batching"]
     bodies = [chat_body(eqarm_server, images=1, seed=i) for i in range(8)]
@@ -142,9 +159,11 @@ def test_concurrent_requests_are_batched(eqarm_server):
     assert max(r.json()["eqarm_timings"]["batch_size"] for r in responses) > 1
 
 
-def test_sigterm_lets_open_requests_finish(tiny_model_path, tmp_path):
-    server = start_server(tiny_model_path, ["--max_batch", "1"], log_path=tmp_path / "log")
+def test_injected_fault_then_sigterm_lets_open_requests_finish(tiny_model_path, tmp_path):
+    args = ["--max_batch", "1", "--inject_faults", "503:1"]
+    server = start_server(tiny_model_path, args, log_path=tmp_path / "log")
     body = chat_body(server, images=1, max_tokens=128, min_tokens=128)
+    assert server.post("chat/completions", body).status_code == 503  # --inject_faults
     result = {}
     thread = threading.Thread(target=lambda: result.update(r=server.post("chat/completions", body)))
     thread.start()
