@@ -155,7 +155,6 @@ def test_concurrent_requests_are_batched(eqarm_server):
     after = eqarm_server.stats()["batching"]
     assert after["requests"] - before["requests"] == 8
     assert after["calls"] - before["calls"] < 8  # some requests shared a generate call
-    assert after["max_size"] > 1
     assert max(r.json()["eqarm_timings"]["batch_size"] for r in responses) > 1
 
 
