@@ -53,3 +53,25 @@ def synthetic_folder(tmp_path_factory: pytest.TempPathFactory):
 
     folder = tmp_path_factory.mktemp("synthetic") / "episode"
     return make_synthetic_episode(folder, seed=0)
+
+
+@pytest.fixture(scope="session")
+def eqarm_server(tiny_model_path, synthetic_folder, tmp_path_factory):
+    """A real `eqarm serve` of the tiny model in a subprocess on loopback, shared by the session.
+
+    It needs a bearer token (``eqarm_server.token``), has the fault endpoint on, may read
+    episodes under the synthetic episode's folder, and logs to ``eqarm_server.log_path``.
+    Tests that change its fault plan reset it; tests that count requests use differences.
+    """
+    import secrets
+
+    from habitat_eqarm.testing.server import start_server
+
+    folder = tmp_path_factory.mktemp("eqarm-serve")
+    data_root = synthetic_folder[1][0].episode_path
+    args = ["--fault_endpoint", "true", "--max_batch", "8", "--max_wait_ms", "50"]
+    args += ["--data_root", str(Path(data_root).parent)]
+    token = f"sk-test-{secrets.token_hex(16)}"
+    server = start_server(tiny_model_path, args, log_path=folder / "server.log", token=token)
+    yield server
+    server.stop()

@@ -199,7 +199,8 @@ class EQARewardModel:
         frames = memory.frames(indices)
         as_video = self.frames_as == "video"
         messages = build_messages(self.prompt, instance, len(indices), as_video=as_video)
-        return GenerationRequest(messages=messages, frames=frames, as_video=as_video), list(indices)
+        request = GenerationRequest(messages, frames, as_video=as_video, prompt_id=self.prompt.id)
+        return request, list(indices)
 
     def score(
         self,

@@ -1,1 +1,2 @@
-"""Reward-model backends: ``hf`` (local transformers); ``vllm`` and ``openai`` plug in here."""
+"""Reward-model backends: ``hf`` (local transformers), ``vllm`` (in-process vLLM), ``openai``
+(any OpenAI-compatible chat endpoint). See :mod:`.base` for the interface."""

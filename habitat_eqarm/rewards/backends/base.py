@@ -2,11 +2,13 @@
 
 A backend knows nothing of EQA: :class:`~habitat_eqarm.rewards.model.EQARewardModel` builds the
 prompt, picks the frames and parses the answers. Backends register by name in
-:data:`BACKENDS` (``hf`` now; ``vllm`` and ``openai`` plug in the same way).
+:data:`BACKENDS`: ``hf`` (local transformers), ``vllm`` (in-process vLLM) and ``openai`` (any
+OpenAI-compatible endpoint, our own ``eqarm serve`` included).
 """
 
 from __future__ import annotations
 
+import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -17,11 +19,15 @@ import numpy as np
 
 @dataclass
 class GenerationRequest:
-    """One prompt: chat ``messages`` and its frames, as images or as one video ``(T, H, W, 3)``."""
+    """One prompt: chat ``messages`` and its frames, as images or as one video ``(T, H, W, 3)``.
+
+    ``prompt_id`` names the prompt's wording (:attr:`Prompt.id`) for caches and records.
+    """
 
     messages: list[dict[str, Any]]
     frames: np.ndarray
     as_video: bool = False
+    prompt_id: str = ""
 
 
 @dataclass
@@ -62,6 +68,12 @@ class RewardBackend(ABC):
 
 BackendFactory = Callable[..., RewardBackend]
 BACKENDS: dict[str, BackendFactory] = {}
+#: Built-in backends, imported on first use (each pulls heavy or optional dependencies).
+LAZY_BACKENDS = {
+    "hf": "habitat_eqarm.rewards.backends.hf",
+    "openai": "habitat_eqarm.rewards.backends.openai_compat",
+    "vllm": "habitat_eqarm.rewards.backends.vllm_inproc",
+}
 
 
 def register_backend(name: str) -> Callable[[BackendFactory], BackendFactory]:
@@ -76,8 +88,8 @@ def register_backend(name: str) -> Callable[[BackendFactory], BackendFactory]:
 
 def load_backend(name: str, model: str, **kwargs: Any) -> RewardBackend:
     """Instantiate the backend registered as ``name`` for ``model`` (a path or hub id)."""
-    if name == "hf":
-        import habitat_eqarm.rewards.backends.hf  # noqa: F401 - registers itself
+    if name in LAZY_BACKENDS and name not in BACKENDS:
+        importlib.import_module(LAZY_BACKENDS[name])  # the module registers itself
     if name not in BACKENDS:
         known = ", ".join(sorted(BACKENDS)) or "none"
         raise ValueError(f"unknown backend {name!r} (registered: {known})")

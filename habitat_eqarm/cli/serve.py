@@ -1,0 +1,159 @@
+"""`eqarm serve`: one reward model over HTTP for many clients (see :mod:`habitat_eqarm.serve`)."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import socket
+from dataclasses import dataclass, field
+
+from habitat_eqarm.data.io import atomic_write_text
+
+
+@dataclass
+class ServeConfig:
+    """Options of `eqarm serve`."""
+
+    model: str | None = field(default=None, metadata={"help": "path or hub id (default: tiny)"})
+    backend: str = field(default="hf", metadata={"help": "backend running the model: hf | vllm"})
+    served_model_name: str | None = field(
+        default=None, metadata={"help": "the name clients pass as `model` (default: --model)"}
+    )
+    host: str = field(default="127.0.0.1", metadata={"help": "address to listen on (loopback)"})
+    port: int = field(default=8000, metadata={"help": "port (0: any free port)"})
+    port_file: str | None = field(
+        default=None, metadata={"help": "write {host, port} as JSON here once bound"}
+    )
+    token: str | None = field(
+        default=None, metadata={"help": "require `Authorization: Bearer TOKEN` (prefer token_env)"}
+    )
+    token_env: str | None = field(
+        default=None, metadata={"help": "read the token from this environment variable"}
+    )
+    max_batch: int = field(
+        default=8, metadata={"help": "requests per backend call (1: no batching)"}
+    )
+    max_wait_ms: float = field(
+        default=10.0, metadata={"help": "how long a request may wait for others to batch with"}
+    )
+    data_root: list[str] = field(
+        default_factory=list,
+        metadata={"help": "folders whose episodes /v1/score may read by path (default: none)"},
+    )
+    inject_faults: str = field(
+        default="", metadata={"help": "testing: answer requests with errors, e.g. '429:2,500:1'"}
+    )
+    fault_endpoint: bool = field(
+        default=False, metadata={"help": "testing: enable POST /admin/faults to set faults"}
+    )
+    device: str | None = None
+    dtype: str | None = None
+    max_pixels: int = 401_408
+    num_keyframes: int = 5
+    keyframe_method: str = "uniform"
+    frames_as: str = "images"
+    max_body_mb: float = 64.0
+    log_level: str = "info"
+    graceful_timeout_s: float = field(
+        default=30.0, metadata={"help": "on SIGINT/SIGTERM, wait this long for open requests"}
+    )
+
+
+def make_parser():
+    """The `eqarm serve` argument parser (``--config file.yaml`` supported)."""
+    from trl import TrlParser
+
+    return TrlParser(ServeConfig)
+
+
+def is_loopback(host: str) -> bool:
+    """True for loopback addresses and ``localhost``."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def resolve_token(cfg: ServeConfig) -> str | None:
+    """The bearer token from ``--token`` or the variable named by ``--token_env``."""
+    if cfg.token_env:
+        token = os.environ.get(cfg.token_env)
+        if not token:
+            raise ValueError(f"--token_env {cfg.token_env}: that environment variable is not set")
+        return token
+    return cfg.token or None
+
+
+def load_reward_model(cfg: ServeConfig):
+    """The :class:`EQARewardModel` to serve, on the chosen backend."""
+    from habitat_eqarm.cli.common import resolve_model
+    from habitat_eqarm.rewards.model import EQARewardModel
+
+    model_name, _ = resolve_model(cfg.model)
+    kwargs: dict = {"max_pixels": cfg.max_pixels}
+    if cfg.backend == "hf":
+        kwargs.update(device=cfg.device, dtype=cfg.dtype, batch_size=cfg.max_batch)
+    return EQARewardModel.from_pretrained(
+        model_name,
+        cfg.backend,
+        num_keyframes=cfg.num_keyframes,
+        keyframe_method=cfg.keyframe_method,
+        frames_as=cfg.frames_as,
+        **kwargs,
+    )
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket (``port`` 0 picks a free one)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)  # connections queue until the app is up, instead of being refused
+    return sock
+
+
+def main(cfg: ServeConfig) -> int:
+    """Load the model, bind, and serve until SIGINT/SIGTERM (then finish open requests)."""
+    import uvicorn
+
+    from habitat_eqarm.serve import ServerSettings, create_app
+
+    token = resolve_token(cfg)
+    if not is_loopback(cfg.host) and not token:
+        print(
+            f"WARNING: listening on {cfg.host} without a token: anyone who can reach this "
+            "address can use the model. Pass --token_env NAME (or --token)."
+        )
+    model = load_reward_model(cfg)
+    settings = ServerSettings(
+        served_model_name=cfg.served_model_name or model.name,
+        token=token,
+        max_batch=cfg.max_batch,
+        max_wait_ms=cfg.max_wait_ms,
+        faults=cfg.inject_faults,
+        fault_endpoint=cfg.fault_endpoint,
+        data_roots=list(cfg.data_root),
+        max_body_mb=cfg.max_body_mb,
+    )
+    app = create_app(model, settings)
+    sock = bind(cfg.host, cfg.port)
+    host, port = sock.getsockname()[:2]
+    if cfg.port_file:
+        atomic_write_text(cfg.port_file, json.dumps({"host": host, "port": port}))
+    print(
+        f"eqarm serve: {settings.served_model_name!r} on http://{host}:{port}/v1 "
+        f"(max_batch {cfg.max_batch}, max_wait {cfg.max_wait_ms} ms, "
+        f"token {'required' if token else 'off'})",
+        flush=True,
+    )
+    config = uvicorn.Config(
+        app,
+        log_level=cfg.log_level,
+        timeout_graceful_shutdown=cfg.graceful_timeout_s,
+    )
+    uvicorn.Server(config).run(sockets=[sock])
+    return 0

@@ -1,0 +1,428 @@
+"""The FastAPI app of ``eqarm serve``: one reward model behind an OpenAI-compatible API.
+
+Endpoints (all but ``/health`` need the bearer token when the server has one):
+
+- ``POST /v1/chat/completions``: OpenAI chat completions with data-URL images; ``n``,
+  ``temperature``, ``top_p``, ``max_tokens``, ``seed``, ``min_tokens``. No streaming.
+- ``POST /v1/score``: EQA instances in, :class:`Judgement` dicts out.
+- ``GET /health``, ``GET /v1/models``, ``GET /v1/stats`` (HTTP counts by route and status,
+  batch sizes, faults injected); ``POST /admin/faults`` when fault injection is enabled.
+
+Both work endpoints go through one :class:`DynamicBatcher`. Errors have OpenAI's shape,
+``{"error": {"message", "type", "code"}}``, and never echo the request body (it holds images).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from habitat_eqarm.data.episode import EpisodeMemory
+from habitat_eqarm.data.schema import EQAInstance
+from habitat_eqarm.rewards.backends.base import GenerationRequest, GenerationResult, SamplingParams
+from habitat_eqarm.rewards.backends.chat_format import decode_image_url, from_openai_messages
+from habitat_eqarm.rewards.model import EQARewardModel, judgement_from_texts
+from habitat_eqarm.rewards.parsing import aggregate_scores
+from habitat_eqarm.serve.batcher import BatcherClosed, DynamicBatcher
+from habitat_eqarm.serve.faults import FaultPlan
+from habitat_eqarm.serve.schemas import ChatCompletionRequest, FaultsRequest, ScoreRequest
+
+logger = logging.getLogger(__name__)
+
+WORK_ROUTES = ("/v1/chat/completions", "/v1/score")
+KNOWN_ROUTES = (*WORK_ROUTES, "/health", "/v1/models", "/v1/stats", "/admin/faults")
+
+
+@dataclass
+class ServerSettings:
+    """How the server behaves; ``eqarm serve``'s options map onto these."""
+
+    served_model_name: str
+    token: str | None = None
+    max_batch: int = 8
+    max_wait_ms: float = 10.0
+    faults: str = ""
+    fault_endpoint: bool = False
+    data_roots: list[str] = field(default_factory=list)
+    max_body_mb: float = 64.0
+    max_images: int = 64
+    max_image_pixels: int = 4096 * 4096
+    max_new_tokens: int = 4096
+    default_max_tokens: int = 512
+    max_n: int = 64
+    max_instances: int = 64
+    close_model: bool = True
+
+
+class HttpCounters:
+    """Requests by route and responses by status (other paths count as ``other``)."""
+
+    def __init__(self) -> None:
+        self.routes: Counter[str] = Counter()
+        self.statuses: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def record(self, path: str, status: int) -> None:
+        """Count one answered request."""
+        route = path if path in KNOWN_ROUTES else "other"
+        with self._lock:
+            self.routes[route] += 1
+            self.statuses[f"{route} {status}"] += 1
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready counts."""
+        with self._lock:
+            return {"requests": dict(self.routes), "responses": dict(self.statuses)}
+
+
+class GuardMiddleware:
+    """Pure ASGI: refuse POST bodies without a length or over the limit; count responses."""
+
+    def __init__(self, app: Any, *, max_body: int, counters: HttpCounters) -> None:
+        self.app, self.max_body, self.counters = app, max_body, counters
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        refusal = self._refusal(scope)
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            self.counters.record(path, refusal.status_code)
+            return
+
+        async def counting_send(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                self.counters.record(path, message["status"])
+            await send(message)
+
+        await self.app(scope, receive, counting_send)
+
+    def _refusal(self, scope: dict) -> JSONResponse | None:
+        if scope["method"] != "POST":
+            return None
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is None:
+            return error_response(411, "a POST body needs a Content-Length header")
+        if not length.isdigit() or int(length) > self.max_body:
+            return error_response(413, f"request body over the limit of {self.max_body} bytes")
+        return None
+
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None):
+    """An OpenAI-shaped error response."""
+    kind = "invalid_request_error" if status < 500 else "server_error"
+    body = {"error": {"message": message, "type": kind, "code": status}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+class ServerState:
+    """What the routes share: the model, its batcher, the fault plan, the counters."""
+
+    def __init__(self, model: EQARewardModel, settings: ServerSettings) -> None:
+        self.model = model
+        self.settings = settings
+        self.batcher = DynamicBatcher(
+            model.backend, max_batch=settings.max_batch, max_wait_ms=settings.max_wait_ms
+        )
+        self.faults = FaultPlan.parse(settings.faults)
+        self.http = HttpCounters()
+        self.data_roots = [Path(root).resolve() for root in settings.data_roots]
+        self.started = time.time()
+
+    async def generate(self, request: GenerationRequest, params: SamplingParams):
+        """One request through the batcher; server-side failures become HTTP errors."""
+        try:
+            return await self.batcher.submit(request, params)
+        except BatcherClosed as err:
+            raise HTTPException(503, str(err)) from None
+        except Exception as err:
+            logger.exception("generation failed")
+            raise HTTPException(500, f"generation failed: {type(err).__name__}: {err}") from None
+
+    def episode_memory(self, path: str, where: str) -> EpisodeMemory:
+        """The episode at ``path``, if it lies under a data root (else HTTP 403)."""
+        if not self.data_roots:
+            raise HTTPException(
+                400,
+                f"{where}: no frames given, and this server reads no episode paths "
+                "(start it with --data_root DIR)",
+            )
+        resolved = Path(path).resolve()
+        if not any(resolved.is_relative_to(root) for root in self.data_roots):
+            raise HTTPException(403, f"{where}: episode_path is outside the server's data roots")
+        return EpisodeMemory.from_path(resolved)
+
+
+def create_app(model: EQARewardModel, settings: ServerSettings) -> FastAPI:
+    """The app serving ``model``; the batcher starts and stops with the app's lifespan."""
+    state = ServerState(model, settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        state.batcher.start()
+        yield
+        await state.batcher.stop()  # in-flight and queued requests finish first
+        if settings.close_model:
+            model.close()
+
+    app = FastAPI(
+        title="eqarm serve", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
+    )
+    app.state.eqarm = state
+    max_body = int(settings.max_body_mb * 1024 * 1024)
+    app.add_middleware(GuardMiddleware, max_body=max_body, counters=state.http)
+    _add_error_handlers(app)
+    _add_routes(app, state)
+    return app
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException):
+        return error_response(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError):
+        problems = [
+            f"{'.'.join(str(p) for p in err.get('loc', ()))}: {err.get('msg', 'invalid')}"
+            for err in exc.errors()[:5]
+        ]
+        return error_response(400, "invalid request: " + "; ".join(problems))
+
+
+def _auth_dependency(token: str | None):
+    expected = token.encode("utf-8") if token else None
+
+    async def require_token(request: Request) -> None:
+        if expected is None:
+            return
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            given.strip().encode("utf-8"), expected
+        ):
+            raise HTTPException(
+                401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"}
+            )
+
+    return require_token
+
+
+def _add_routes(app: FastAPI, state: ServerState) -> None:
+    settings = state.settings
+    auth = Depends(_auth_dependency(settings.token))
+
+    async def inject_fault() -> None:
+        status = state.faults.next_status()
+        if status is not None:
+            raise HTTPException(status, f"injected fault {status}")
+
+    work = [auth, Depends(inject_fault)]
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        status = "shutting_down" if state.batcher.closing else "ok"
+        return {
+            "status": status,
+            "model": settings.served_model_name,
+            "queued": state.batcher.queued,
+        }
+
+    @app.get("/v1/models", dependencies=[auth])
+    async def models() -> dict[str, Any]:
+        card = {"id": settings.served_model_name, "object": "model", "owned_by": "habitat-eqarm"}
+        return {"object": "list", "data": [{**card, "created": int(state.started)}]}
+
+    @app.get("/v1/stats", dependencies=[auth])
+    async def stats() -> dict[str, Any]:
+        return {
+            "http": state.http.to_dict(),
+            "batching": {
+                **state.batcher.stats.to_dict(),
+                "max_batch": settings.max_batch,
+                "max_wait_ms": settings.max_wait_ms,
+                "queued": state.batcher.queued,
+            },
+            "faults": state.faults.to_dict(),
+            "uptime_s": time.time() - state.started,
+        }
+
+    @app.post("/v1/chat/completions", dependencies=work)
+    async def chat_completions(body: ChatCompletionRequest) -> dict[str, Any]:
+        request, params = await run_in_threadpool(chat_inputs, body, settings)
+        result = await state.generate(request, params)
+        return chat_response(result, settings.served_model_name)
+
+    @app.post("/v1/score", dependencies=work)
+    async def score(body: ScoreRequest) -> dict[str, Any]:
+        return await score_instances(state, body)
+
+    if settings.fault_endpoint or settings.faults:
+
+        @app.post("/admin/faults", dependencies=[auth])
+        async def set_faults(body: FaultsRequest) -> dict[str, Any]:
+            try:
+                state.faults = FaultPlan.parse(body.spec, body.seed)
+            except ValueError as err:
+                raise HTTPException(400, str(err)) from None
+            return state.faults.to_dict()
+
+
+# -- /v1/chat/completions -----------------------------------------------------------------------
+
+
+def chat_inputs(
+    body: ChatCompletionRequest, settings: ServerSettings
+) -> tuple[GenerationRequest, SamplingParams]:
+    """The backend request and sampling parameters of a chat body (HTTP 4xx when invalid)."""
+    if body.model and body.model != settings.served_model_name:
+        raise HTTPException(
+            404, f"model {body.model!r} is not served here (serving {settings.served_model_name!r})"
+        )
+    if body.stream:
+        raise HTTPException(400, "stream=true is not supported")
+    if body.n > settings.max_n:
+        raise HTTPException(400, f"n={body.n} is over this server's limit of {settings.max_n}")
+    max_tokens = body.max_completion_tokens or body.max_tokens or settings.default_max_tokens
+    if max_tokens > settings.max_new_tokens:
+        raise HTTPException(
+            400, f"max_tokens={max_tokens} is over the limit {settings.max_new_tokens}"
+        )
+    messages = [m.model_dump(exclude_none=True) for m in body.messages]
+    n_images = sum(
+        part.get("type") == "image_url"
+        for m in messages
+        if isinstance(m["content"], list)
+        for part in m["content"]
+    )
+    if n_images > settings.max_images:
+        raise HTTPException(400, f"{n_images} images is over the limit of {settings.max_images}")
+    try:
+        request = from_openai_messages(
+            messages, lambda url: decode_image_url(url, settings.max_image_pixels)
+        )
+    except ValueError as err:
+        raise HTTPException(400, str(err)) from None
+    params = SamplingParams(
+        k=body.n,
+        temperature=body.temperature,
+        top_p=body.top_p,
+        max_new_tokens=max_tokens,
+        seed=body.seed,
+        min_new_tokens=min(body.min_tokens, max_tokens),
+    )
+    return request, params
+
+
+def chat_response(result: GenerationResult, model: str) -> dict[str, Any]:
+    """An OpenAI ``chat.completion`` object; ``eqarm_timings`` adds where the time went."""
+    choices = [
+        {
+            "index": i,
+            "message": {"role": "assistant", "content": text},
+            "finish_reason": "stop",
+            "logprobs": None,
+        }
+        for i, text in enumerate(result.texts)
+    ]
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": choices,
+        "usage": None,
+        "eqarm_timings": result.timings,
+    }
+
+
+# -- /v1/score ----------------------------------------------------------------------------------
+
+
+async def score_instances(state: ServerState, body: ScoreRequest) -> dict[str, Any]:
+    """Judge each instance through the batcher: the :meth:`EQARewardModel.score` of HTTP."""
+    settings = state.settings
+    if len(body.instances) > settings.max_instances:
+        raise HTTPException(
+            400, f"{len(body.instances)} instances is over the limit of {settings.max_instances}"
+        )
+    if body.k > settings.max_n:
+        raise HTTPException(400, f"k={body.k} is over this server's limit of {settings.max_n}")
+    if body.max_new_tokens > settings.max_new_tokens:
+        raise HTTPException(400, f"max_new_tokens is over the limit {settings.max_new_tokens}")
+    try:
+        aggregate_scores([], body.aggregate)
+        instances = [
+            EQAInstance.from_dict(d, where=f"instances[{i}]") for i, d in enumerate(body.instances)
+        ]
+    except ValueError as err:
+        raise HTTPException(400, str(err)) from None
+    frames = body.frames if body.frames is not None else [None] * len(instances)
+    if len(frames) != len(instances):
+        raise HTTPException(400, f"{len(frames)} frame lists for {len(instances)} instances")
+    built = await run_in_threadpool(_score_requests, state, instances, frames)
+    params = SamplingParams(
+        body.k, body.temperature, body.top_p, body.max_new_tokens, body.seed, body.min_new_tokens
+    )
+    results = await asyncio.gather(*(state.generate(req, params) for req, _ in built))
+    model = state.model
+    judgements = [
+        judgement_from_texts(
+            inst,
+            result.texts,
+            aggregate=body.aggregate,
+            prompt_id=model.prompt.id,
+            model=settings.served_model_name,
+            keyframe_indices=indices,
+            timings=result.timings,
+        ).to_dict()
+        for inst, (_, indices), result in zip(instances, built, results, strict=True)
+    ]
+    return {"model": settings.served_model_name, "judgements": judgements}
+
+
+def _score_requests(
+    state: ServerState, instances: list[EQAInstance], frames: list[list[str] | None]
+) -> list[tuple[GenerationRequest, list[int]]]:
+    built = []
+    for i, (inst, urls) in enumerate(zip(instances, frames, strict=True)):
+        where = f"instances[{i}] ({inst.question_id!r})"
+        try:
+            memory = (
+                _inline_memory(urls, state.settings, where)
+                if urls is not None
+                else state.episode_memory(inst.episode_path or "", where)
+            )
+            built.append(state.model.request_for(inst, memory))
+        except (ValueError, OSError) as err:
+            raise HTTPException(400, f"{where}: {err}") from None
+    return built
+
+
+def _inline_memory(urls: list[str], settings: ServerSettings, where: str) -> EpisodeMemory:
+    if not urls:
+        raise HTTPException(400, f"{where}: an empty frame list")
+    if len(urls) > settings.max_images:
+        raise HTTPException(
+            400, f"{where}: {len(urls)} frames is over the limit {settings.max_images}"
+        )
+    decoded = [decode_image_url(url, settings.max_image_pixels) for url in urls]
+    if any(f.shape != decoded[0].shape for f in decoded):
+        raise HTTPException(400, f"{where}: frames of different sizes")
+    return EpisodeMemory.from_frames(np.stack(decoded))

@@ -1,0 +1,80 @@
+"""Request bodies of ``eqarm serve``, validated by pydantic.
+
+``/v1/chat/completions`` takes the OpenAI chat format with images as data URLs, plus vLLM's
+``min_tokens`` extension; fields OpenAI clients send that we do not use (``user``,
+``response_format``, ...) are ignored. ``/v1/score`` takes :class:`EQAInstance` dicts and,
+for each, either its frames inline or nothing (the server then reads the instance's
+``episode_path``, if it lies under one of the server's data roots).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ImageURL(BaseModel):
+    """``{"url": "data:image/png;base64,..."}``."""
+
+    url: str
+    detail: str | None = None
+
+
+class ContentPart(BaseModel):
+    """A text part or an image part of a chat message."""
+
+    type: Literal["text", "image_url"]
+    text: str | None = None
+    image_url: ImageURL | None = None
+
+
+class ChatMessage(BaseModel):
+    """One chat turn: a string or a list of parts."""
+
+    role: Literal["system", "user", "assistant"]
+    content: str | list[ContentPart]
+
+
+class ChatCompletionRequest(BaseModel):
+    """OpenAI's chat-completions body (the fields we honour; others are ignored)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str | None = None
+    messages: list[ChatMessage] = Field(min_length=1)
+    n: int = Field(1, ge=1)
+    temperature: float = Field(1.0, ge=0.0, le=2.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    seed: int | None = None
+    min_tokens: int = Field(0, ge=0)
+    stream: bool = False
+
+
+class ScoreRequest(BaseModel):
+    """EQA instances to judge, their frames (optional), and the sampling options of ``score``.
+
+    ``frames[i]`` is a list of data-URL images (instance i's episode memory; keyframes are
+    chosen from it as usual) or null (the server reads ``episode_path``).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    instances: list[dict[str, Any]] = Field(min_length=1)
+    frames: list[list[str] | None] | None = None
+    k: int = Field(1, ge=1)
+    temperature: float = Field(0.8, ge=0.0, le=2.0)
+    top_p: float = Field(0.9, gt=0.0, le=1.0)
+    aggregate: str = "mean"
+    seed: int | None = None
+    max_new_tokens: int = Field(512, ge=1)
+    min_new_tokens: int = Field(0, ge=0)
+
+
+class FaultsRequest(BaseModel):
+    """A new fault plan for ``/admin/faults`` (see :mod:`habitat_eqarm.serve.faults`)."""
+
+    spec: str = ""
+    seed: int = 0

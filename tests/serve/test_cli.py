@@ -1,0 +1,34 @@
+import pytest
+
+from habitat_eqarm.cli.main import COMMANDS
+from habitat_eqarm.cli.serve import ServeConfig, is_loopback, resolve_token
+
+
+def test_serve_is_a_registered_verb():
+    assert COMMANDS["serve"][0] == "habitat_eqarm.cli.serve"
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("::1", True),
+        ("localhost", True),
+        ("0.0.0.0", False),
+        ("10.0.0.2", False),
+    ],
+)
+def test_loopback_hosts(host, loopback):
+    assert is_loopback(host) is loopback
+
+
+def test_the_token_comes_from_the_named_variable(monkeypatch):
+    monkeypatch.setenv("MY_TOKEN", "t0k")
+    assert resolve_token(ServeConfig(token_env="MY_TOKEN")) == "t0k"
+    assert resolve_token(ServeConfig(token="direct")) == "direct"
+    assert resolve_token(ServeConfig()) is None
+    monkeypatch.delenv("MY_TOKEN")
+    with pytest.raises(
+        ValueError, match="--token_env MY_TOKEN: that environment variable is not set"
+    ):
+        resolve_token(ServeConfig(token_env="MY_TOKEN"))
