@@ -16,6 +16,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "score": ("habitat_eqarm.cli.score", "critique and score one answer about one episode"),
     "eval": ("habitat_eqarm.cli.eval", "accuracy/RMSE of a reward model for every K, with reports"),
     "train rft": ("habitat_eqarm.cli.train_rft", "rejective fine-tuning: Eq. 1 filter, then SFT"),
+    "bench generate": (
+        "habitat_eqarm.cli.bench_generate",
+        "EQARewardBench: N answers per question",
+    ),
+    "bench judge": ("habitat_eqarm.cli.bench_judge", "EQARewardBench: GT scores from a judge"),
+    "bench review": ("habitat_eqarm.cli.bench_review", "EQARewardBench: human review web page"),
+    "bench split": ("habitat_eqarm.cli.bench_split", "EQARewardBench: episode-disjoint splits"),
+    "bench export": ("habitat_eqarm.cli.bench_export", "EQARewardBench: datasets export + card"),
 }
 
 

@@ -1,0 +1,19 @@
+"""`eqarm bench export`: the splits as a Hugging Face DatasetDict (disk + parquet) with a card."""
+
+from __future__ import annotations
+
+from habitat_eqarm.bench.build.export import ExportConfig, run_export
+
+
+def make_parser():
+    """The `eqarm bench export` argument parser (``--config file.yaml`` supported)."""
+    from trl import TrlParser
+
+    return TrlParser(ExportConfig)
+
+
+def main(cfg: ExportConfig) -> int:
+    """Write the export folder; returns 0."""
+    out = run_export(cfg)
+    print(f"dataset in {out}: load_from_disk, load_dataset (parquet) or `eqarm eval --data {out}`")
+    return 0
