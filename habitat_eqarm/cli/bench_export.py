@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from habitat_eqarm.bench.build.export import ExportConfig, run_export
+from habitat_eqarm.bench.builder.export import ExportConfig, run_export
 
 
 def make_parser():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from habitat_eqarm.bench.build.generate import GenerateConfig, run_generate
+from habitat_eqarm.bench.builder.generate import GenerateConfig, run_generate
 
 
 def make_parser():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from habitat_eqarm.bench.build.judge import JudgeConfig, run_judge
+from habitat_eqarm.bench.builder.judge import JudgeConfig, run_judge
 
 
 def make_parser():

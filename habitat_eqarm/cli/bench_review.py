@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from habitat_eqarm.bench.build.review import ReviewConfig
+from habitat_eqarm.bench.builder.review import ReviewConfig
 
 
 def make_parser():
@@ -16,8 +16,8 @@ def main(cfg: ReviewConfig) -> int:
     """Serve the review page until interrupted (Ctrl+C); decisions are saved as they are made."""
     import webbrowser
 
-    from habitat_eqarm.bench.build.review import ReviewSession, default_out, load_shard
-    from habitat_eqarm.bench.build.review_server import LOOPBACK, ReviewServer
+    from habitat_eqarm.bench.builder.review import ReviewSession, default_out, load_shard
+    from habitat_eqarm.bench.builder.review_server import LOOPBACK, ReviewServer
 
     items = load_shard(cfg)
     name = cfg.name or f"reviewer {cfg.reviewer} of {cfg.of}"

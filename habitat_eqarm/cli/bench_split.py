@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from habitat_eqarm.bench.build.split import SplitConfig, run_split
+from habitat_eqarm.bench.builder.split import SplitConfig, run_split
 
 
 def make_parser():
