@@ -26,7 +26,7 @@ from habitat_eqarm.data.io import atomic_write_text
 from habitat_eqarm.data.schema import EQAInstance, InstanceError, base_question_id, write_jsonl
 
 SPLITS = ("test", "train")
-SPLIT_NAMES = {"test": "benchmark D_B (EQARewardBench)", "train": "fine-tuning D_F"}
+SPLIT_NAMES = {"test": "benchmark D_B, EQARewardBench", "train": "fine-tuning D_F"}
 DESTINATIONS = (*SPLITS, "drop")
 
 
@@ -160,40 +160,43 @@ def summarise(splits: dict[str, list[EQAInstance]]) -> dict[str, Any]:
     """Counts per split: instances, questions, episodes, mean GT score, by source and category."""
     out: dict[str, Any] = {}
     for name, instances in splits.items():
-        scores = [i.gt_score for i in instances if i.gt_score is not None]
         by_source: dict[str, Any] = {}
         for source in sorted({i.source for i in instances}):
             part = [i for i in instances if i.source == source]
             by_source[source] = _counts(part)
         out[name] = {
             **_counts(instances),
-            "mean_gt_score": round(sum(scores) / len(scores), 3) if scores else None,
             "by_source": by_source,
             "by_category": dict(sorted(Counter(i.category for i in instances).items())),
         }
     return out
 
 
-def _counts(instances: list[EQAInstance]) -> dict[str, int]:
+def _counts(instances: list[EQAInstance]) -> dict[str, Any]:
+    scores = [i.gt_score for i in instances if i.gt_score is not None]
     return {
         "instances": len(instances),
         "questions": len({base_question_id(i.question_id) for i in instances}),
         "episodes": len({i.episode_id for i in instances}),
+        "mean_gt_score": round(sum(scores) / len(scores), 2) if scores else None,
     }
 
 
 def summary_markdown(summary: dict[str, Any]) -> str:
     """Two Markdown tables: split x source (like the paper's Table 4), category x split/source."""
-    lines = ["| split | source | instances | questions | episodes |", "|---|---|---:|---:|---:|"]
+    lines = [
+        "| split | source | instances | questions | episodes | mean GT score |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
     for name, s in summary.items():
         for source, c in s["by_source"].items():
             lines.append(
                 f"| {name} ({SPLIT_NAMES.get(name, name)}) | {source} | {c['instances']} | "
-                f"{c['questions']} | {c['episodes']} |"
+                f"{c['questions']} | {c['episodes']} | {c['mean_gt_score']} |"
             )
         lines.append(
             f"| **{name} total** | | **{s['instances']}** | **{s['questions']}** | "
-            f"**{s['episodes']}** |"
+            f"**{s['episodes']}** | **{s['mean_gt_score']}** |"
         )
     return "\n".join(lines) + "\n"
 
@@ -210,6 +213,13 @@ def category_markdown(splits: dict[str, list[EQAInstance]]) -> str:
         for c in categories
     ]
     return "\n".join([head, rule, *rows]) + "\n"
+
+
+def left_out_markdown(report: StageReport) -> str:
+    """Instances read, kept, and left out by reason."""
+    rows = [("instances read", report.total), ("kept in a split", report.done_now)]
+    rows += sorted(report.to_dict()["skipped_by_reason"].items())
+    return "| | instances |\n|---|---:|\n" + "".join(f"| {k} | {v} |\n" for k, v in rows)
 
 
 def run_split(cfg: SplitConfig) -> tuple[dict[str, Any], StageReport]:
@@ -236,7 +246,7 @@ def run_split(cfg: SplitConfig) -> tuple[dict[str, Any], StageReport]:
         "# EQARewardBench splits\n\n"
         f"Episode-disjoint: {'yes' if not shared else 'NO'} (checked).\n\n"
         f"{summary_markdown(summary)}\n## By category\n\n{category_markdown(splits)}\n"
-        f"## Left out\n\n{report.markdown()}"
+        f"## Left out\n\n{left_out_markdown(report)}"
     )
     atomic_write_text(out / "summary.md", markdown)
     return summary, report
