@@ -14,6 +14,13 @@ def make_parser():
 
 def main(cfg: ExportConfig) -> int:
     """Write the export folder; returns 0."""
+    import json
+
     out = run_export(cfg)
+    written = json.loads((out / "export.json").read_text(encoding="utf-8"))
+    for name, count in written["splits"].items():
+        print(f"{name}: {count} instances")
+    for name in written["empty_splits_left_out"]:
+        print(f"{name}: empty, left out (datasets cannot load an empty saved split)")
     print(f"dataset in {out}: load_from_disk, load_dataset (parquet) or `eqarm eval --data {out}`")
     return 0

@@ -207,7 +207,12 @@ def run_export(cfg: ExportConfig) -> Path:
     """Write the export folder (see the module doc); returns its path."""
     from datasets import DatasetDict
 
-    splits = read_splits(cfg.splits)
+    every = read_splits(cfg.splits)
+    # an empty split cannot be saved and loaded back by `datasets`: leave it out, and say so
+    splits = {name: part for name, part in every.items() if part}
+    empty = sorted(set(every) - set(splits))
+    if not splits:
+        raise ValueError(f"{cfg.splits}: every split is empty")
     outside = relative_episodes(splits, cfg.relative_to)
     out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -223,7 +228,15 @@ def run_export(cfg: ExportConfig) -> Path:
         )
         counts = {name: len(instances) for name, instances in splits.items()}
         (tmp / "export.json").write_text(
-            json.dumps({"splits": counts, "episodes_outside_root": outside}, indent=2) + "\n"
+            json.dumps(
+                {
+                    "splits": counts,
+                    "empty_splits_left_out": empty,
+                    "episodes_outside_root": outside,
+                },
+                indent=2,
+            )
+            + "\n"
         )
         _replace_folder(tmp, out)
     finally:

@@ -52,7 +52,9 @@ def test_export_is_read_by_eval_loader_trainers_and_datasets(splits, tmp_path):
 
     from datasets import load_dataset
 
-    hub = load_dataset(str(out), cache_dir=str(tmp_path / "hf"))  # the card's YAML points at the parquet files
+    hub = load_dataset(
+        str(out), cache_dir=str(tmp_path / "hf")
+    )  # the card's YAML points at the parquet files
     assert hub["test"].num_rows == len(test) and hub["train"].num_rows == len(train)
     card = (out / "README.md").read_text()
     assert card.startswith("---\nlicense: mit\n") and "path: data/train-*.parquet" in card
