@@ -1,6 +1,10 @@
 import json
 import os
+import re
 import shutil
+import signal
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -176,3 +180,25 @@ def test_review_page_clicked_through_in_chromium(judged, tmp_path):
     resumed = ReviewSession(rows, out, "ann")  # a restarted server shows the same state
     assert resumed.progress() == {"total": 4, "done": 4, "accepted": 1, "edited": 2, "rejected": 1}
     resumed.close()
+
+
+def test_the_review_command_serves_until_interrupted(judged, tmp_path):
+    path, rows = judged
+    command = [sys.executable, "-m", "habitat_eqarm.cli.main", "bench", "review"]
+    command += ["--data", str(path), "--port", "0", "--name", "ann"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = [proc.stdout.readline(), proc.stdout.readline()]
+        assert lines[0].startswith("ann: 0 of 4 items decided")
+        url = re.search(r"review at (http://127\.0\.0\.1:\d+/)", lines[1]).group(1)
+        with urllib.request.urlopen(url) as reply:
+            token = re.search(r'const TOKEN = "([^"]+)"', reply.read().decode()).group(1)
+        status, _ = post(url + "api/decide", {"id": rows[1].question_id, "action": "accept"}, token)
+        assert status == 200
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "every decision so far is saved" in out
+    (verified,) = read_jsonl(tmp_path / "verified.jsonl")
+    assert verified.question_id == rows[1].question_id and verified.gt_score == 9
