@@ -109,3 +109,22 @@ def test_marks_and_rounding():
     assert llm_match_score([5, 1, None, 3]) == pytest.approx(50.0)
     assert llm_match_score([None]) is None
     assert [round_score(x) for x in (None, 6.5, 6.49, 0.0)] == [None, 7, 6, 0]
+
+
+def test_llm_match_is_text_only_and_runs_on_the_hf_backend(responses, tmp_path, tiny_model_path):
+    cfg = JudgeConfig(
+        model=str(tiny_model_path),
+        data=responses,
+        out=str(tmp_path / "llm.jsonl"),
+        mode="llm_match",
+        limit=2,
+        max_new_tokens=4,
+        max_attempts=1,
+    )
+    report = run_judge(cfg)
+    rows = read_jsonl(cfg.out)
+    assert len(rows) == 2 and all("judge" not in r.meta and r.gt_score is None for r in rows)
+    assert all(r.meta["llm_match"]["prompt_id"] == "eqarm-llm-match-v1" for r in rows)
+    assert report.summary["llm_match_unparsed"] == sum(
+        r.meta["llm_match"]["mark"] is None for r in rows
+    )
