@@ -27,8 +27,7 @@ from habitat_eqarm.data import read_jsonl
 pytestmark = pytest.mark.slow
 
 N = 2  # responses per question
-FAST = ["--num_keyframes", "2", "--max_new_tokens", "4", "--max_attempts", "1"]
-FAST += ["--batch_size", "1", "--backend_kwargs", json.dumps({"max_pixels": 50176})]
+FAST = ["--num_keyframes", "2", "--max_new_tokens", "4", "--max_attempts", "1", "--batch_size", "1"]
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +41,13 @@ def work(openeqa_dir, tiny_model_path, tmp_path_factory):
     questions = folder / "questions.json"
     questions.write_text(json.dumps(demo + hm3d + scannet))
     return {"dir": folder, "questions": questions, "demo": demo, "model": str(tiny_model_path)}
+
+
+@pytest.fixture(scope="module")
+def backend_args(work):
+    """Generator and judge: the only options that name a backend (swap in any other here)."""
+    kwargs = json.dumps({"max_pixels": 50176})  # small frames keep the CPU run short
+    return ["--model", work["model"], "--backend", "hf", "--backend_kwargs", kwargs]
 
 
 def lines_of(path):
@@ -75,9 +81,9 @@ def check_resumed(before, out, expected_ids):
 
 
 @pytest.fixture(scope="module")
-def responses(work, openeqa_dir):
+def responses(work, openeqa_dir, backend_args):
     out = work["dir"] / "responses.jsonl"
-    args = ["bench", "generate", "--model", work["model"], "--questions", str(work["questions"])]
+    args = ["bench", "generate", *backend_args, "--questions", str(work["questions"])]
     args += ["--data_root", str(openeqa_dir), "--out", str(out), "--n_responses", str(N), *FAST]
     before = kill_mid_run(args, out)
     assert 0 < len(before) < 3 * N
@@ -97,9 +103,9 @@ def test_generate_killed_resumes_without_loss_or_duplicates(responses, work):
 
 
 @pytest.fixture(scope="module")
-def judged(responses, work):
+def judged(responses, work, backend_args):
     out = work["dir"] / "judged.jsonl"
-    args = ["bench", "judge", "--model", work["model"], "--data", str(responses[0])]
+    args = ["bench", "judge", *backend_args, "--data", str(responses[0])]
     args += ["--out", str(out), "--include_malformed", "true", *FAST]
     before = kill_mid_run(args, out)
     assert 0 < len(before) < 3 * N
