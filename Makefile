@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 STAMP  := $(VENV)/.installed
 PIP    := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: demo test lint format venv clean
+.PHONY: demo test lint format venv clean chromium
 
 venv: $(STAMP)
 
@@ -29,8 +29,13 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix habitat_eqarm tests benchmarks
 	$(BIN)/ruff format habitat_eqarm tests benchmarks
 
-test: lint
+test: lint chromium
 	$(BIN)/python -m pytest -q
+
+# The review page's browser test drives Debian's chromium (never `playwright install`).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { s=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+		$$s apt-get update && $$s apt-get install -y chromium; }
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

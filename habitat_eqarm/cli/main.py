@@ -23,6 +23,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "habitat_eqarm.cli.serve",
         "a reward model over HTTP: OpenAI-compatible and /v1/score",
     ),
+    "bench generate": (
+        "habitat_eqarm.cli.bench_generate",
+        "EQARewardBench: N answers per question",
+    ),
+    "bench judge": ("habitat_eqarm.cli.bench_judge", "EQARewardBench: GT scores from a judge"),
+    "bench review": ("habitat_eqarm.cli.bench_review", "EQARewardBench: human review web page"),
+    "bench split": ("habitat_eqarm.cli.bench_split", "EQARewardBench: episode-disjoint splits"),
+    "bench export": ("habitat_eqarm.cli.bench_export", "EQARewardBench: datasets export + card"),
 }
 
 

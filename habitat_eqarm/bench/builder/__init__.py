@@ -1,0 +1,1 @@
+"""The EQARewardBench builder (spec §2): generate, judge, review, split, export."""

@@ -1,0 +1,180 @@
+"""What the builder stages share: backends from config, question selection, run reports."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import zlib
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from habitat_eqarm.data.episode import EpisodeMemory
+from habitat_eqarm.data.io import atomic_write_text
+from habitat_eqarm.data.schema import EQAInstance, InstanceError, read_jsonl
+from habitat_eqarm.rewards.backends.base import (
+    GenerationRequest,
+    GenerationResult,
+    RewardBackend,
+    SamplingParams,
+    load_backend,
+)
+
+
+def backend_kwargs(value: str | dict[str, Any] | None, option: str = "backend_kwargs") -> dict:
+    """Keyword arguments for a backend: a dict (from YAML) or a JSON object string (flag)."""
+    if value is None or value == "":
+        return {}
+    if isinstance(value, dict):
+        return dict(value)
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"--{option} must be a JSON object, got {value!r} ({err.msg})") from None
+    if not isinstance(parsed, dict):
+        raise ValueError(f"--{option} must be a JSON object, got {value!r}")
+    return parsed
+
+
+def open_backend(name: str, model: str, kwargs: str | dict | None) -> RewardBackend:
+    """Any registered backend by name (``hf``, ``openai``, ...), configured only by options."""
+    if not model:
+        raise ValueError("--model is required: the generator's or judge's path, hub id or name")
+    return load_backend(name, model, **backend_kwargs(kwargs))
+
+
+def public_kwargs(kwargs: str | dict | None) -> dict[str, Any]:
+    """Backend kwargs fit to record in outputs: anything that looks like a secret is dropped."""
+    secret = ("key", "token", "secret", "password", "auth")
+    return {
+        k: v for k, v in backend_kwargs(kwargs).items() if not any(s in k.lower() for s in secret)
+    }
+
+
+def split_list(value: str | Sequence[str] | None) -> list[str]:
+    """A comma-separated option (or a YAML list) as a list of stripped, non-empty items."""
+    if value is None:
+        return []
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return [item.strip() for item in items if item and item.strip()]
+
+
+def read_instances(path: str | os.PathLike[str]) -> list[EQAInstance]:
+    """Instances of a stage's JSONL output, with a clear error when it is missing."""
+    path = Path(path)
+    if not path.is_file():
+        raise InstanceError(f"{path}: no such file (run the previous stage first?)")
+    return read_jsonl(path)
+
+
+@dataclass
+class StageReport:
+    """What one run of a stage did: counts, and every item skipped with its reason."""
+
+    stage: str
+    total: int = 0
+    already_done: int = 0
+    done_now: int = 0
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    counts: Counter = field(default_factory=Counter)
+    tables: dict[str, str] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    def skip(self, item_id: str, reason: str) -> None:
+        """Record an item left out of this run and why."""
+        self.skipped.append({"id": item_id, "reason": reason})
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict, with skip reasons tallied."""
+        reasons = Counter(s["reason"].split(":", 1)[0] for s in self.skipped)
+        return {
+            "stage": self.stage,
+            "total": self.total,
+            "already_done": self.already_done,
+            "done_now": self.done_now,
+            "skipped": len(self.skipped),
+            "skipped_by_reason": dict(reasons),
+            "counts": dict(self.counts),
+            **self.summary,
+            "skipped_items": self.skipped,
+        }
+
+    def markdown(self) -> str:
+        """A two-column Markdown table of the counts."""
+        data = self.to_dict()
+        rows = [("items in scope", self.total), ("already done", self.already_done)]
+        rows += [("done in this run", self.done_now), ("skipped", data["skipped"])]
+        rows += [(f"skipped: {r}", n) for r, n in sorted(data["skipped_by_reason"].items())]
+        rows += list(self.counts.items())
+        body = "\n".join(f"| {name} | {value} |" for name, value in rows)
+        tables = "".join(f"\n{title}\n\n{table}" for title, table in self.tables.items())
+        return f"| {self.stage} | count |\n|---|---:|\n{body}\n{tables}"
+
+    def write(self, out: Path) -> Path:
+        """``<out>.report.json`` and ``<out>.report.md`` beside the stage's output."""
+        atomic_write_text(out.with_name(out.name + ".report.md"), self.markdown())
+        path = out.with_name(out.name + ".report.json")
+        return atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
+
+
+def generate_each(
+    backend: RewardBackend, requests: Sequence[GenerationRequest], params: SamplingParams
+) -> list[GenerationResult | Exception]:
+    """``backend.generate`` over a batch; if the batch fails, each request alone.
+
+    One bad request (an unreadable frame, a rejected prompt) then costs only itself: its slot
+    holds the exception, to be reported and skipped by the caller.
+    """
+    try:
+        return list(backend.generate(list(requests), params))
+    except Exception as err:
+        if len(requests) == 1:
+            return [err]
+        return [generate_each(backend, [req], params)[0] for req in requests]
+
+
+def call_seed(seed: int, item_id: str, attempt: int) -> int:
+    """A sampling seed fixed by the run's seed, the first item of a call and the attempt."""
+    return (seed * 1_000_003 + zlib.crc32(f"{item_id}/{attempt}".encode())) % (2**31)
+
+
+class MemoryCache:
+    """Open episode memories, the few most recently used kept (readers hold file handles)."""
+
+    def __init__(self, size: int = 8) -> None:
+        self.size = size
+        self._open: OrderedDict[str, EpisodeMemory] = OrderedDict()
+
+    def get(self, path: str) -> EpisodeMemory:
+        """The memory at ``path``, opened once while it stays among the recent ones."""
+        if path in self._open:
+            self._open.move_to_end(path)
+            return self._open[path]
+        memory = EpisodeMemory.from_path(path)
+        self._open[path] = memory
+        while len(self._open) > self.size:
+            self._open.popitem(last=False)
+        return memory
+
+
+def error_text(err: BaseException) -> str:
+    """``Type: message`` on one line, for reports."""
+    first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    return f"{type(err).__name__}: {first}"[:300]
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None:
+        """Nothing to show."""
+
+
+ProgressFactory = Callable[[int, str], contextlib.AbstractContextManager[Any]]
+
+
+@contextlib.contextmanager
+def no_progress(total: int, desc: str) -> Iterator[_NoBar]:
+    """A progress-bar factory that shows nothing (library use; the CLI passes tqdm's)."""
+    yield _NoBar()

@@ -1,0 +1,369 @@
+"""Stage 1 of EQARewardBench (spec §2): N responses per OpenEQA question from a generator VLM.
+
+Each response is an :class:`EQAInstance` with id ``<question id>#<n>`` (n = 0..N-1), its
+reasoning steps and predicted answer, the keyframes the generator saw, and in ``meta`` how it
+was made (``meta["generation"]``). The responses of one question are generated in order, so
+the mix of right and wrong answers can be steered: with ``wrong_answers="adaptive"`` response
+n asks for a plausible wrong answer (``prompts.WRONG_ANSWER_EXTRA``) when every response before it
+matched the ground-truth answer; ``"alternate"`` asks on every odd n; ``"none"`` never asks.
+
+Output: one JSONL journal (:mod:`~habitat_eqarm.bench.builder.journal`) that a re-run or a run
+after ``kill -9`` continues; questions whose episode is missing or unreadable are skipped and
+reported in ``<out>.report.json``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from habitat_eqarm.bench.builder.common import (
+    MemoryCache,
+    ProgressFactory,
+    StageReport,
+    call_seed,
+    error_text,
+    generate_each,
+    no_progress,
+    open_backend,
+    public_kwargs,
+    split_list,
+)
+from habitat_eqarm.bench.builder.journal import Journal
+from habitat_eqarm.bench.builder.textmatch import answers_match
+from habitat_eqarm.data.openeqa import find_openeqa_dir, load_openeqa
+from habitat_eqarm.data.schema import SOURCES, EQAInstance
+from habitat_eqarm.rewards.backends.base import GenerationRequest, SamplingParams
+from habitat_eqarm.rewards.prompts import GENERATOR_PROMPT, build_messages
+
+WRONG_ANSWER_POLICIES = ("adaptive", "alternate", "none")
+
+
+@dataclass
+class GenerateConfig:
+    """Options of `eqarm bench generate`."""
+
+    model: str = field(metadata={"help": "generator: local path, hub id or API model name"})
+    questions: str | None = field(
+        default=None, metadata={"help": "OpenEQA questions JSON (default: open-eqa-v0.json found)"}
+    )
+    data_root: str | None = field(
+        default=None, metadata={"help": "folder of episode histories (default: the JSON's folder)"}
+    )
+    out: str = field(default="outputs/bench/responses.jsonl", metadata={"help": "output JSONL"})
+    backend: str = field(default="hf", metadata={"help": "registered backend: hf, openai, ..."})
+    backend_kwargs: str | None = field(
+        default=None, metadata={"help": "JSON object of backend options (e.g. base_url)"}
+    )
+    n_responses: int = field(default=4, metadata={"help": "responses per question"})
+    wrong_answers: str = field(default="adaptive", metadata={"help": "adaptive, alternate, none"})
+    ids: str | None = field(
+        default=None, metadata={"help": "question ids (comma-separated) or a JSON file of ids"}
+    )
+    categories: str | None = field(default=None, metadata={"help": "comma-separated categories"})
+    sources: str | None = field(default=None, metadata={"help": "comma-separated: hm3d, scannet"})
+    limit: int | None = field(default=None, metadata={"help": "first N selected questions only"})
+    num_keyframes: int = 5
+    keyframe_method: str = "uniform"
+    frames_as: str = field(default="images", metadata={"help": "images or video"})
+    temperature: float = 0.8
+    top_p: float = 0.9
+    max_new_tokens: int = 512
+    max_attempts: int = field(default=2, metadata={"help": "tries per malformed response"})
+    batch_size: int = field(default=4, metadata={"help": "questions per backend call"})
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ParsedResponse:
+    """A generator output: its reasoning steps, answer, and whether it kept the format.
+
+    ``format_ok``: exactly ``<reasoning_trace>`` of non-empty ``<think>`` blocks, then one
+    non-empty ``<predicted_answer>``, nothing else. ``usable``: at least one step and an
+    answer could be read, even if the format was not kept exactly.
+    """
+
+    steps: list[str]
+    answer: str | None
+    format_ok: bool
+
+    @property
+    def usable(self) -> bool:
+        """Whether the response has both reasoning steps and an answer."""
+        return bool(self.steps) and bool(self.answer)
+
+
+_STRICT = re.compile(
+    r"\A\s*<reasoning_trace>(?P<trace>.*?)</reasoning_trace>\s*"
+    r"<predicted_answer>(?P<answer>.*?)</predicted_answer>\s*\Z",
+    re.DOTALL,
+)
+_THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
+_ANSWER = re.compile(r"<predicted_answer>(.*?)</predicted_answer>", re.DOTALL)
+_TAG = re.compile(r"</?(think|reasoning_trace|predicted_answer)>")
+
+
+def parse_response(text: str) -> ParsedResponse:
+    """Read a generator output (the format of the ``eqarm-gen-v1`` prompt); never raises."""
+    steps = [s.strip() for s in _THINK.findall(text) if s.strip() and not _TAG.search(s)]
+    answers = [a.strip() for a in _ANSWER.findall(text) if a.strip() and not _TAG.search(a)]
+    answer = answers[-1] if len(answers) == 1 else None
+    match = _STRICT.match(text)
+    format_ok = False
+    if match and answer and steps:
+        blocks = _THINK.findall(match["trace"])
+        between = _THINK.sub("", match["trace"]).strip()
+        format_ok = not between and len(blocks) == len(steps) and match["answer"].strip() == answer
+    return ParsedResponse(steps, answer, format_ok)
+
+
+def wants_wrong_answer(policy: str, n: int, previous_matches: Sequence[bool | None]) -> bool:
+    """Whether response ``n`` should ask for a plausible wrong answer (spec §2's mix).
+
+    ``previous_matches``: for responses 0..n-1, whether each matched the ground truth (None
+    for one without an answer). ``adaptive`` asks when there are previous responses and all
+    of them matched; ``alternate`` asks on odd n; ``none`` never asks.
+    """
+    if policy not in WRONG_ANSWER_POLICIES:
+        raise ValueError(f"wrong_answers must be one of {', '.join(WRONG_ANSWER_POLICIES)}")
+    if policy == "alternate":
+        return n % 2 == 1
+    if policy == "adaptive":
+        return n > 0 and all(m is True for m in previous_matches)
+    return False
+
+
+def response_id(question_id: str, n: int) -> str:
+    """The stable id of response ``n`` to a question: ``<question id>#<n>``."""
+    return f"{question_id}#{n}"
+
+
+def _ids_option(value: str | None) -> list[str] | str | None:
+    if not value:
+        return None
+    if value.endswith(".json") and Path(value).is_file():
+        return value  # load_openeqa reads a JSON list of ids
+    return split_list(value)
+
+
+def _check_choices(option: str, given: list[str], known: Sequence[str]) -> None:
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        raise ValueError(f"--{option}: unknown {', '.join(unknown)} (known: {', '.join(known)})")
+
+
+def select_questions(cfg: GenerateConfig, report: StageReport) -> list[EQAInstance]:
+    """The OpenEQA questions in scope (ids, categories, sources, limit) with an episode found.
+
+    Questions whose episode history is not under ``data_root`` are skipped and reported.
+    """
+    path = Path(cfg.questions) if cfg.questions else None
+    if path is None:
+        found = find_openeqa_dir()
+        if found is None:
+            raise ValueError("--questions not given and no open-eqa-v0.json found")
+        path = found / "open-eqa-v0.json"
+    data_root = Path(cfg.data_root) if cfg.data_root else path.parent
+    questions = load_openeqa(path, data_root, _ids_option(cfg.ids), on_missing="keep")
+    categories, sources = split_list(cfg.categories), split_list(cfg.sources)
+    if categories:
+        _check_choices("categories", categories, sorted({q.category for q in questions}))
+        questions = [q for q in questions if q.category in categories]
+    if sources:
+        _check_choices("sources", sources, SOURCES)
+        questions = [q for q in questions if q.source in sources]
+    questions = questions[: cfg.limit] if cfg.limit is not None else questions
+    kept = []
+    for q in questions:
+        if q.episode_path is None:
+            report.skip(q.question_id, f"episode not found: {q.episode_id} under {data_root}")
+        else:
+            kept.append(q)
+    return kept
+
+
+def check_config(cfg: GenerateConfig) -> None:
+    """Refuse bad options before any work."""
+    if cfg.n_responses < 1 or cfg.max_attempts < 1 or cfg.batch_size < 1:
+        raise ValueError("--n_responses, --max_attempts and --batch_size must be at least 1")
+    if cfg.frames_as not in ("images", "video"):
+        raise ValueError(f"--frames_as must be images or video, got {cfg.frames_as!r}")
+    wants_wrong_answer(cfg.wrong_answers, 0, [])
+
+
+def settings_of(cfg: GenerateConfig) -> dict[str, Any]:
+    """What must not change between a run and its resumption."""
+    keys = ("model", "backend", "temperature", "top_p", "max_new_tokens", "num_keyframes")
+    keys += ("keyframe_method", "frames_as", "wrong_answers", "seed")
+    return {
+        "stage": "generate",
+        "prompt_id": GENERATOR_PROMPT.id,
+        **{k: getattr(cfg, k) for k in keys},
+    }
+
+
+def run_generate(cfg: GenerateConfig, progress: ProgressFactory = no_progress) -> StageReport:
+    """Generate every missing response and return what was done (also written beside ``out``).
+
+    ``progress(total, desc)`` makes the progress bar (e.g. ``cli.common.progress_bar``).
+    """
+    check_config(cfg)
+    report = StageReport("generate")
+    questions = select_questions(cfg, report)
+    out = Path(cfg.out)
+    ids = [response_id(q.question_id, n) for q in questions for n in range(cfg.n_responses)]
+    with Journal(out, settings_of(cfg)) as journal, progress(len(ids), "generate") as bar:
+        report.total = len(ids)
+        report.already_done = sum(i in journal for i in ids)
+        bar.update(report.already_done)
+        todo = [
+            q
+            for q in questions
+            if any(response_id(q.question_id, n) not in journal for n in range(cfg.n_responses))
+        ]
+        if todo:
+            backend = open_backend(cfg.backend, cfg.model, cfg.backend_kwargs)
+            try:
+                run = _Run(cfg, journal, report, backend, bar.update)
+                for start in range(0, len(todo), cfg.batch_size):
+                    run.chunk(todo[start : start + cfg.batch_size])
+            finally:
+                backend.close()
+        _tally(report, [journal.entries[i] for i in ids if i in journal])
+    report.write(out)
+    return report
+
+
+def _tally(report: StageReport, records: list[dict[str, Any]]) -> None:
+    gens = [r["meta"]["generation"] for r in records]
+    report.counts["responses"] = len(gens)
+    report.counts["well-formed"] = sum(g["format_ok"] for g in gens)
+    report.counts["malformed (no usable answer)"] = sum(not g["usable"] for g in gens)
+    report.counts["asked for a wrong answer"] = sum(g["asked_wrong"] for g in gens)
+    report.counts["matching the GT answer"] = sum(g["matches_gt"] is True for g in gens)
+    report.counts["not matching the GT answer"] = sum(g["matches_gt"] is False for g in gens)
+
+
+@dataclass
+class _Run:
+    """One run's state: the journal to append to, the backend, episode readers."""
+
+    cfg: GenerateConfig
+    journal: Journal
+    report: StageReport
+    backend: Any
+    advance: Callable[[int], Any]
+    memories: MemoryCache = field(default_factory=MemoryCache)
+
+    def chunk(self, questions: list[EQAInstance]) -> None:
+        """All missing responses of a few questions, response n of each in one backend call."""
+        frames: dict[str, tuple[list[int], Any]] = {}
+        for q in questions:
+            try:
+                memory = self.memories.get(q.episode_path)
+                indices = memory.keyframes(self.cfg.num_keyframes, self.cfg.keyframe_method)
+                frames[q.question_id] = (list(indices), memory.frames(indices))
+            except Exception as err:
+                self.report.skip(q.question_id, f"unreadable episode: {error_text(err)}")
+        live = [q for q in questions if q.question_id in frames]
+        for n in range(self.cfg.n_responses):
+            batch = [q for q in live if response_id(q.question_id, n) not in self.journal]
+            failed = self.respond(batch, n, frames)
+            live = [q for q in live if q.question_id not in failed]
+
+    def respond(self, batch: list[EQAInstance], n: int, frames: dict) -> set[str]:
+        """Response ``n`` for each question of ``batch`` (re-asked while unusable)."""
+        wrong = [self.asks_wrong(q, n) for q in batch]
+        requests = [
+            GenerationRequest(
+                build_messages(
+                    GENERATOR_PROMPT,
+                    q,
+                    len(frames[q.question_id][0]),
+                    as_video=self.cfg.frames_as == "video",
+                    wrong_answer=w,
+                ),
+                frames[q.question_id][1],
+                as_video=self.cfg.frames_as == "video",
+            )
+            for q, w in zip(batch, wrong, strict=True)
+        ]
+        texts: list[str | None] = [None] * len(batch)
+        attempts = [0] * len(batch)
+        failed: set[str] = set()
+        pending = list(range(len(batch)))
+        for attempt in range(1, self.cfg.max_attempts + 1):
+            if not pending:
+                break
+            first = response_id(batch[pending[0]].question_id, n)
+            results = generate_each(
+                self.backend, [requests[i] for i in pending], self.params(first, attempt)
+            )
+            for i, result in zip(pending, results, strict=True):
+                if isinstance(result, Exception):
+                    failed.add(batch[i].question_id)
+                    rid = response_id(batch[i].question_id, n)
+                    self.report.skip(rid, f"generation failed: {error_text(result)}")
+                else:
+                    texts[i], attempts[i] = result.texts[0], attempt
+            pending = [i for i in pending if texts[i] is not None and i not in failed]
+            pending = [i for i in pending if not parse_response(texts[i]).usable]
+        for i, q in enumerate(batch):
+            if q.question_id not in failed:
+                indices = frames[q.question_id][0]
+                self.journal.add(self.record(q, n, indices, texts[i], attempts[i], wrong[i]))
+                self.report.done_now += 1
+                self.advance(1)
+        return failed
+
+    def params(self, first_id: str, attempt: int) -> SamplingParams:
+        """Sampling settings of one backend call."""
+        cfg = self.cfg
+        seed = call_seed(cfg.seed, first_id, attempt)
+        return SamplingParams(1, cfg.temperature, cfg.top_p, cfg.max_new_tokens, seed)
+
+    def asks_wrong(self, q: EQAInstance, n: int) -> bool:
+        """Whether response n of ``q`` asks for a wrong answer, from responses 0..n-1."""
+        previous = []
+        for m in range(n):
+            record = self.journal.entries.get(response_id(q.question_id, m))
+            previous.append(record["meta"]["generation"]["matches_gt"] if record else None)
+        return wants_wrong_answer(self.cfg.wrong_answers, n, previous)
+
+    def record(
+        self, q: EQAInstance, n: int, indices: list[int], text: str, attempts: int, wrong: bool
+    ) -> dict[str, Any]:
+        """The finished response as an instance dict."""
+        parsed = parse_response(text)
+        references = [q.gt_answer or "", *q.meta.get("extra_answers", [])]
+        matches = answers_match(parsed.answer, references) if parsed.usable else None
+        generation = {
+            "model": self.cfg.model,
+            "backend": self.cfg.backend,
+            "backend_kwargs": public_kwargs(self.cfg.backend_kwargs),
+            "prompt_id": GENERATOR_PROMPT.id,
+            "response_index": n,
+            "asked_wrong": wrong,
+            "format_ok": parsed.format_ok,
+            "usable": parsed.usable,
+            "matches_gt": matches,
+            "attempts": attempts,
+            "text": text,
+        }
+        inst = EQAInstance(
+            question_id=response_id(q.question_id, n),
+            question=q.question,
+            category=q.category,
+            source=q.source,
+            episode_id=q.episode_id,
+            gt_answer=q.gt_answer,
+            predicted_answer=parsed.answer,
+            reasoning_steps=parsed.steps,
+            episode_path=q.episode_path,
+            keyframe_indices=indices,
+            meta={**q.meta, "openeqa_question_id": q.question_id, "generation": generation},
+        )
+        return inst.to_dict()
