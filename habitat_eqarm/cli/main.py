@@ -16,6 +16,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "score": ("habitat_eqarm.cli.score", "critique and score one answer about one episode"),
     "eval": ("habitat_eqarm.cli.eval", "accuracy/RMSE of a reward model for every K, with reports"),
     "train rft": ("habitat_eqarm.cli.train_rft", "rejective fine-tuning: Eq. 1 filter, then SFT"),
+    "extract scannet": ("habitat_eqarm.cli.extract_scannet", "ScanNet .sens to OpenEQA frames"),
+    "extract hm3d": ("habitat_eqarm.cli.extract_hm3d", "render OpenEQA HM3D states (habitat-sim)"),
 }
 
 
