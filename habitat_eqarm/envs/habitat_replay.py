@@ -26,6 +26,8 @@ try:
 except ImportError as err:
     raise missing_habitat_error(err) from err
 
+#: Recorded frames decoded per decoder call (sequential replay then decodes each frame once).
+READ_AHEAD = 8
 REPLAYABLE = {"HabitatSimRGBSensor": "rgb", "HabitatSimDepthSensor": "depth"}
 
 
@@ -55,8 +57,7 @@ class ReplayRGBSensor(Sensor):
         shape = (self.config.height, self.config.width, 3)
         return spaces.Box(low=0, high=255, shape=shape, dtype=np.uint8)
 
-    def get_observation(self, *args: Any, memory: EpisodeMemory, index: int, **kwargs: Any):
-        frame = memory.frame(index)
+    def get_observation(self, *args: Any, frame: np.ndarray, **kwargs: Any):
         return _resize(frame, self.config.height, self.config.width, nearest=False)
 
 
@@ -110,6 +111,8 @@ class EQARMReplaySim(Simulator):
         self._memory_path: str | None = None
         self.frame_index = 0
         self.memory_exhausted = False
+        self._chunk_start: int | None = None
+        self._chunk: np.ndarray | None = None
 
     @property
     def sensor_suite(self) -> SensorSuite:
@@ -131,6 +134,7 @@ class EQARMReplaySim(Simulator):
             )
         if path != self._memory_path:
             self.memory, self._memory_path = EpisodeMemory.from_path(path), path
+            self._chunk_start, self._chunk = None, None
         self._set_depth_units(getattr(episode, "source", "other"))
 
     def _set_depth_units(self, source: str) -> None:
@@ -174,7 +178,18 @@ class EQARMReplaySim(Simulator):
             raise NotImplementedError(
                 "EQARMReplaySim-v0: a recording cannot be seen from elsewhere"
             )
-        return self._sensor_suite.get_observations(memory=self.memory, index=self.frame_index)
+        return self._sensor_suite.get_observations(
+            memory=self.memory, index=self.frame_index, frame=self._frame(self.frame_index)
+        )
+
+    def _frame(self, index: int) -> np.ndarray:
+        """Frames are decoded a chunk at a time: one decoder call for ``READ_AHEAD`` steps."""
+        start = index - index % READ_AHEAD
+        if self._chunk_start != start:
+            stop = min(start + READ_AHEAD, len(self.memory))
+            self._chunk = self.memory.frames(range(start, stop))
+            self._chunk_start = start
+        return self._chunk[index - start]
 
     def camera_pose(self) -> np.ndarray | None:
         """The recorded 4x4 camera-to-world pose of the current frame, if the memory has poses."""
@@ -197,3 +212,4 @@ class EQARMReplaySim(Simulator):
 
     def close(self, destroy: bool = True) -> None:
         self.memory, self._memory_path = None, None
+        self._chunk_start, self._chunk = None, None
