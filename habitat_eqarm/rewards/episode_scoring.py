@@ -5,6 +5,7 @@ and reasoning come from, how a finished episode becomes an :class:`EQAInstance`,
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
@@ -243,6 +244,40 @@ def score_episodes(
         min_new_tokens=params.min_new_tokens,
         memories=[memory for _, memory in items],
     )
+
+
+def score_answered_episode(
+    setup: RewardSetup,
+    state: EpisodeState,
+    name_prefix: str,
+    answer: str,
+    reasoning: Any,
+    seed: int | None,
+    env_reward: float,
+    timings: bool,
+    who: str = "EQARMReward",
+) -> tuple[float, dict[str, Any], EQAInstance, Judgement]:
+    """Score an answered episode from its recorded state: ``(reward, info, instance, judgement)``.
+
+    Builds the instance, picks keyframes of the recorded memory, makes one reward-model call,
+    shapes the reward and fills ``info["eqarm"]`` (with the episode steps of the keyframes).
+    The single-env wrapper and the habitat ``eqarm_reward`` measure both score through here.
+    """
+    instance = state.instance(name_prefix, answer, reasoning)
+    memory = state.recorder.memory()
+    setup.handle.model  # noqa: B018 - load a lazily created model outside the timed call
+    t0 = time.perf_counter()
+    try:
+        (judgement,) = score_episodes(setup.handle, [(instance, memory)], setup.params, seed)
+    except Exception as err:
+        raise RuntimeError(
+            f"{who}: scoring episode {state.episode} (question "
+            f"{instance.question_id!r}) failed: {type(err).__name__}: {err}"
+        ) from err
+    reward = setup.shaping.reward(judgement.score, env_reward)
+    details = eqarm_info(judgement, reward, time.perf_counter() - t0, timings)
+    details["keyframe_steps"] = [state.recorder.step_indices[i] for i in judgement.keyframe_indices]
+    return reward, details, instance, judgement
 
 
 def eqarm_info(

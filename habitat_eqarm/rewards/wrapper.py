@@ -17,7 +17,6 @@ reports. ``RewardWrapper`` cannot be used: its ``reward()`` sees only the scalar
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -27,12 +26,11 @@ from habitat_eqarm.envs.recorder import EpisodeMemoryRecorder
 from habitat_eqarm.rewards.episode_scoring import (
     EpisodeState,
     RewardSetup,
-    eqarm_info,
     find_frame_key,
     frames_in,
     lookup,
     no_answer_info,
-    score_episodes,
+    score_answered_episode,
 )
 from habitat_eqarm.rewards.model import EQARewardModel
 
@@ -84,7 +82,7 @@ class EQARMReward(gym.Wrapper, gym.utils.RecordConstructorArgs):
         gym.utils.RecordConstructorArgs.__init__(self, **options)
         gym.Wrapper.__init__(self, env)
         self.frame_key = find_frame_key(env.observation_space, frame_key, str(env))
-        setup = RewardSetup.build(reward_model, options)
+        setup = self._setup = RewardSetup.build(reward_model, options)
         self.sources, self.params, self.shaping, self.handle = (
             setup.sources,
             setup.params,
@@ -150,23 +148,17 @@ class EQARMReward(gym.Wrapper, gym.utils.RecordConstructorArgs):
                 f"got {type(answer).__name__}"
             )
         reasoning = lookup(self.sources["reasoning"], obs, info, action)
-        instance = self.state.instance(self._name(), answer, reasoning)
-        memory = self.recorder.memory()
         seed = None if self._run_seed is None else self._run_seed + self.state.episode
-        self.handle.model  # noqa: B018 - load a lazily created model outside the timed call
-        t0 = time.perf_counter()
-        try:
-            (judgement,) = score_episodes(self.handle, [(instance, memory)], self.params, seed)
-        except Exception as err:
-            raise RuntimeError(
-                f"EQARMReward: scoring episode {self.state.episode} (question "
-                f"{instance.question_id!r}) failed: {type(err).__name__}: {err}"
-            ) from err
-        reward = self.shaping.reward(judgement.score, env_reward)
-        details = eqarm_info(judgement, reward, time.perf_counter() - t0, self.info_timings)
-        details["keyframe_steps"] = [
-            self.recorder.step_indices[i] for i in judgement.keyframe_indices
-        ]
+        reward, details, instance, judgement = score_answered_episode(
+            self._setup,
+            self.state,
+            self._name(),
+            answer,
+            reasoning,
+            seed,
+            env_reward,
+            self.info_timings,
+        )
         if self.feedback:
             self._pending_feedback = {
                 "question": instance.question,

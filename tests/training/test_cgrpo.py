@@ -124,6 +124,7 @@ def test_perturbations_differ_from_the_original_and_are_seeded(tmp_path, tiny_mo
 def loss_and_grads(trainer):
     """One batch through the trainer's own input pipeline, then the loss and its gradients."""
     trainer.model.train()
+    trainer.current_gradient_accumulation_steps = 1  # set by Trainer.train() otherwise
     batch = next(iter(trainer.get_train_dataloader()))
     torch.manual_seed(0)
     inputs = trainer._prepare_inputs(batch)

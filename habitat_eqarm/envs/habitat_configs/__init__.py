@@ -1,0 +1,1 @@
+"""YAML for habitat-lab's Hydra config system (found through ``EQARMConfigPlugin``)."""
