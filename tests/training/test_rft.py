@@ -88,9 +88,9 @@ def test_rft_resumes_from_the_last_complete_checkpoint_only(tmp_path, rft_run):
     out = tmp_path / "rft"
     shutil.copytree(rft_run.output_dir, out)
     # a crash mid-save: a newer checkpoint without the marker is never resumed from
-    assert last_complete_checkpoint(out).endswith("checkpoint-100")
-    (out / "checkpoint-140").mkdir()
-    assert last_complete_checkpoint(out).endswith("checkpoint-100")
+    assert last_complete_checkpoint(out).endswith("checkpoint-200")
+    (out / "checkpoint-300").mkdir()
+    assert last_complete_checkpoint(out).endswith("checkpoint-200")
 
     class CountSteps(TrainerCallback):
         steps = 0
@@ -99,10 +99,10 @@ def test_rft_resumes_from_the_last_complete_checkpoint_only(tmp_path, rft_run):
             CountSteps.steps += 1
 
     fields = {**rft_run.fields, "output_dir": str(out), "save_steps": 1000}
-    resumed = train_rft(RFTConfig(**fields, max_steps=110), [CountSteps()])
-    assert resumed.state.global_step == 110
-    assert CountSteps.steps == 10  # continued from step 100, not from 0
-    assert (out / "checkpoint-100" / MARKER).is_file()
+    resumed = train_rft(RFTConfig(**fields, max_steps=210), [CountSteps()])
+    assert resumed.state.global_step == 210
+    assert CountSteps.steps == 10  # continued from step 200, not from 0
+    assert (out / "checkpoint-200" / MARKER).is_file()
 
 
 def test_canonical_evaluation():
