@@ -149,7 +149,9 @@ def main() -> None:
     print("|---|---|---|---|")
     print(f"| C-GRPO, 3 contrasts | {4 * g} | {g} | {cgrpo_s:.2f} s |")
     print(f"| TRL GRPO | {4 * g} | {4 * g} | {grpo_s:.2f} s |")
-    print(f"\nratio {result['ratio']}; perturbations {100 * result['perturb_share']:.2f} % of a step")
+    print(
+        f"\nratio {result['ratio']}; perturbations {100 * result['perturb_share']:.2f} % of a step"
+    )
     print(json.dumps(result))
 
 

@@ -61,6 +61,25 @@ def test_chat_completions_returns_n_choices(eqarm_server):
     assert all(isinstance(c["message"]["content"], str) for c in data["choices"])
 
 
+def test_text_only_requests_alone_and_batched_with_image_ones(eqarm_server):
+    """Text-only requests (the builder's LLM-match marks carry no frames) are served alone and
+    in one generate call with requests that carry images."""
+    sampling = {"n": 2, "temperature": 0.7, "seed": 1}  # K > 1: the shared-prefill path
+    for _ in range(2):  # the second one comes after the first left its state on the model
+        alone = eqarm_server.post("chat/completions", chat_body(eqarm_server, images=0, **sampling))
+        assert alone.status_code == 200, alone.text
+        assert [type(c["message"]["content"]) for c in alone.json()["choices"]] == [str, str]
+    for _ in range(3):  # concurrency decides the batches: a few rounds make a mixed one certain
+        bodies = [chat_body(eqarm_server, images=i % 2, **sampling) for i in range(8)]
+        with ThreadPoolExecutor(8) as pool:
+            responses = list(pool.map(lambda b: eqarm_server.post("chat/completions", b), bodies))
+        assert all(r.status_code == 200 for r in responses), [r.text for r in responses]
+        sizes = [r.json()["eqarm_timings"]["batch_size"] for r in responses[::2]]
+        if max(sizes) > 4:  # more than the 4 text-only requests: images were in that batch
+            return
+    pytest.fail(f"no text-only request shared a batch with image requests (sizes {sizes})")
+
+
 @pytest.mark.parametrize(
     ("change", "status", "needle"),
     [

@@ -43,7 +43,15 @@ def open_backend(name: str, model: str, kwargs: str | dict | None) -> RewardBack
     """Any registered backend by name (``hf``, ``openai``, ...), configured only by options."""
     if not model:
         raise ValueError("--model is required: the generator's or judge's path, hub id or name")
-    return load_backend(name, model, **backend_kwargs(kwargs))
+    options = backend_kwargs(kwargs)
+    try:
+        return load_backend(name, model, **options)
+    except TypeError as err:  # an option the backend does not take: name it, not a traceback
+        if "keyword argument" not in str(err):
+            raise
+        raise ValueError(
+            f"--backend_kwargs {sorted(options)} do not fit the {name!r} backend ({err})"
+        ) from None
 
 
 def public_kwargs(kwargs: str | dict | None) -> dict[str, Any]:

@@ -288,6 +288,7 @@ class _Run:
                 ),
                 frames[q.question_id][1],
                 as_video=self.cfg.frames_as == "video",
+                prompt_id=GENERATOR_PROMPT.id,
             )
             for q, w in zip(batch, wrong, strict=True)
         ]

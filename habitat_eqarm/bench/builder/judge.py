@@ -388,4 +388,8 @@ def _llm_match_request(inst: EQAInstance) -> GenerationRequest:
         {"role": "system", "content": [{"type": "text", "text": LLM_MATCH_PROMPT.system}]},
         {"role": "user", "content": [{"type": "text", "text": text}]},
     ]
-    return GenerationRequest(messages=messages, frames=np.zeros((0, 1, 1, 3), dtype=np.uint8))
+    return GenerationRequest(
+        messages=messages,
+        frames=np.zeros((0, 1, 1, 3), dtype=np.uint8),  # text only: no frames
+        prompt_id=LLM_MATCH_PROMPT.id,
+    )

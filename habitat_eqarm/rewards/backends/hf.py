@@ -58,7 +58,8 @@ def pick_dtype(device: torch.device, dtype: str | torch.dtype | None = None) -> 
 class HFBackend(RewardBackend):
     """Generate with ``AutoModelForImageTextToText`` + ``AutoProcessor`` from a path or hub id.
 
-    ``share_prefill``: None (auto: on for the model types we verified), True or False.
+    ``share_prefill``: None (auto: on for the model types we verified), True or False; batches
+    of text-only requests always decode plainly.
     ``batch_size``: requests per forward pass. ``max_pixels`` caps each frame (the paper uses
     401,408). Extra keyword arguments go to ``from_pretrained`` (e.g. ``attn_implementation``).
     """
@@ -197,7 +198,11 @@ class HFBackend(RewardBackend):
         t0 = time.perf_counter()
         inputs = self.encode(batch)
         t1 = time.perf_counter()
-        shared = self.share_prefill and params.k > 1
+        # A batch without images or videos (text only, e.g. LLM-match marks) decodes plainly:
+        # the model then keeps the M-RoPE deltas of an earlier call, and shared decoding would
+        # go on from those stale deltas (a shape error, or wrong positions).
+        has_media = "image_grid_thw" in inputs or "video_grid_thw" in inputs
+        shared = self.share_prefill and params.k > 1 and has_media
         tokens = (
             self.generate_shared(inputs, params) if shared else self.generate_plain(inputs, params)
         )

@@ -33,7 +33,8 @@ def inputs_digest(messages: list[dict[str, Any]], frames: np.ndarray, **extra: A
     h.update(json.dumps({"messages": messages, **extra}, sort_keys=True).encode("utf-8"))
     array = np.ascontiguousarray(frames)
     h.update(f"{array.dtype.str}{array.shape}".encode())
-    h.update(memoryview(array).cast("B"))
+    if array.size:  # text-only requests have no frames (and memoryview refuses empty casts)
+        h.update(memoryview(array).cast("B"))
     return h.hexdigest()
 
 

@@ -41,12 +41,14 @@ class ScriptedVLMTestDouble(RewardBackend):
         self.malformed_left = malformed_first
         self.leak = leak
         self.calls = []
+        self.prompt_ids = []  # GenerationRequest.prompt_id of each call (cache keys use it)
 
     def generate(self, requests, params):
         out = []
         for req in requests:
             text = req.messages[-1]["content"][-1]["text"]
             self.calls.append(text)
+            self.prompt_ids.append(req.prompt_id)
             if self.malformed_left > 0:
                 self.malformed_left -= 1
                 out.append(GenerationResult(["no tags here"] * params.k))

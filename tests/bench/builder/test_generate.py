@@ -11,6 +11,7 @@ from habitat_eqarm.bench.builder.generate import (
     wants_wrong_answer,
 )
 from habitat_eqarm.data import read_jsonl
+from habitat_eqarm.rewards.prompts import GENERATOR_PROMPT
 
 from .conftest import DOUBLE, WRONG
 
@@ -79,6 +80,7 @@ def test_adaptive_mix_asks_for_a_wrong_answer_after_right_ones(
     assert [r.meta["generation"]["matches_gt"] for r in first] == [True, False, True]
     assert all(r.keyframe_indices == [0, 167] and r.reasoning_steps for r in out)
     assert report.counts["asked for a wrong answer"] == 3 and report.done_now == 9
+    assert set(scripted_backend[-1].prompt_ids) == {GENERATOR_PROMPT.id}  # for response caches
     written = json.loads((tmp_path / "responses.jsonl.report.json").read_text())
     assert written["counts"]["matching the GT answer"] == 6
 

@@ -6,6 +6,7 @@ import pytest
 from habitat_eqarm.bench.builder.generate import GenerateConfig, run_generate
 from habitat_eqarm.bench.builder.journal import JournalError
 from habitat_eqarm.bench.builder.judge import (
+    LLM_MATCH_PROMPT,
     JudgeConfig,
     llm_match_score,
     parse_mark,
@@ -13,6 +14,7 @@ from habitat_eqarm.bench.builder.judge import (
     run_judge,
 )
 from habitat_eqarm.data import read_jsonl
+from habitat_eqarm.rewards.prompts import JUDGE_PROMPT
 
 from .conftest import DOUBLE, WRONG
 
@@ -55,6 +57,7 @@ def test_scores_critiques_and_leak_flags(responses, tmp_path, scripted_backend):
         assert bool(inst.meta["judge"]["leak"]) is not right
         assert inst.keyframe_indices == [0, 167]
     assert report.counts["critiques flagged: leak GT answer"] == 3
+    assert set(scripted_backend[-1].prompt_ids) == {JUDGE_PROMPT.id, LLM_MATCH_PROMPT.id}
     assert report.summary["llm_match_score"] == pytest.approx(50.0)
     md = (tmp_path / "judged.jsonl.report.md").read_text()
     assert "| overall | 6 | 0 | 50.0 |" in md

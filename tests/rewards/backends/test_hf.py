@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -71,6 +72,28 @@ def test_fallback_without_shared_prefill(tiny_model_path, requests_):
     results = plain.generate(requests_, SamplingParams(k=2, temperature=0.8, max_new_tokens=4))
     assert [len(r.texts) for r in results] == [2, 2]
     assert results[0].timings["shared_prefill"] == 0.0 and results[0].timings["batch_size"] == 1.0
+
+
+@pytest.mark.slow  # ~5 s
+def test_text_only_requests_alone_and_beside_image_ones(backend, requests_):
+    """Requests without frames (LLM-match marks): a text-only batch decodes plainly (shared
+    decoding would start from the M-RoPE deltas an earlier call left on the model); beside an
+    image request the shared prefill gives exactly the plain tokens."""
+    question = "Is 'eight' the same answer as 'Eight chairs'? Reply with a mark from 1 to 5."
+    text_only = GenerationRequest(
+        [{"role": "user", "content": [{"type": "text", "text": question}]}],
+        np.zeros((0, 1, 1, 3), np.uint8),
+    )
+    greedy = SamplingParams(k=2, temperature=0.0, max_new_tokens=6)
+    backend.generate(requests_[:1], greedy)  # leaves that call's deltas on the model
+    for _ in range(2):
+        (alone,) = backend.generate([text_only], greedy)
+        assert alone.timings["shared_prefill"] == 0.0 and len(alone.texts) == 2
+    mixed = [requests_[1], text_only]
+    shared = backend.generate_shared(backend.encode(mixed), greedy)
+    assert torch.equal(shared, backend.generate_plain(backend.encode(mixed), greedy))
+    sampled = backend.generate(mixed, SamplingParams(k=2, max_new_tokens=4, seed=1))
+    assert sampled[1].timings["shared_prefill"] == 1.0 and len(sampled[1].texts) == 2
 
 
 def test_video_frames(backend, requests_):

@@ -1,5 +1,6 @@
 """The `openai` backend against the real `eqarm serve` (tiny model, loopback), and its parts."""
 
+import dataclasses
 import logging
 import socket
 
@@ -8,6 +9,7 @@ import pytest
 
 from habitat_eqarm.data.synthetic import make_synthetic_episode
 from habitat_eqarm.rewards.backends.base import GenerationRequest, SamplingParams, load_backend
+from habitat_eqarm.rewards.backends.chat_format import to_openai_messages
 from habitat_eqarm.rewards.backends.openai_compat import (
     EndpointError,
     OpenAIBackend,
@@ -80,6 +82,29 @@ def test_scores_parse_and_a_rerun_costs_no_request(eqarm_server, client, episode
     more = score(fresh, episode, k=3, seed=0)  # only the third sample of each is new
     assert [j.samples[:2] for j in more] == [j.samples for j in judgements]
     assert fresh.stats["http_requests"] == 3 and chat_requests(eqarm_server) - before == 6
+
+
+@pytest.mark.slow  # the session's server subprocess takes ~10 s to start
+def test_text_only_requests_and_the_prompt_id_in_the_cache_key(eqarm_server, client, episode):
+    """A request without frames (LLM-match marks) is sent as text and answered; the same
+    inputs under another prompt id are another sample, not a cache hit."""
+    question = "Is 'a lamp' the same answer as 'a floor lamp'? Reply with a mark from 1 to 5."
+    content = [{"type": "text", "text": question}]
+    text_only = GenerationRequest(
+        [{"role": "user", "content": content}], np.zeros((0, 1, 1, 3), np.uint8), prompt_id="a"
+    )
+    assert to_openai_messages(text_only) == [{"role": "user", "content": content}]
+    backend = client()
+    params = SamplingParams(k=2, temperature=0.7, max_new_tokens=4, seed=3)
+    before = chat_requests(eqarm_server)
+    (result,) = backend.generate([text_only], params)
+    assert len(result.texts) == 2 and chat_requests(eqarm_server) - before == 1
+    other = dataclasses.replace(text_only, prompt_id="b")
+    memory, questions = episode
+    with_frames, _ = EQARewardModel(backend).request_for(questions[0], memory)
+    again, _, _ = backend.generate([text_only, other, with_frames], params)
+    assert again.texts == result.texts and backend.stats["cache_hits"] == 2
+    assert chat_requests(eqarm_server) - before == 3  # "b" and the request with frames
 
 
 @pytest.mark.slow  # the session's server subprocess takes ~10 s to start

@@ -33,3 +33,12 @@ def test_inputs_digest_sees_every_pixel_and_setting():
     assert inputs_digest([{"role": "user", "content": "q"}], frames, quality=80) != base
     assert inputs_digest([{"role": "user", "content": "q?"}], frames, quality=90) != base
     assert inputs_digest([{"role": "user", "content": "q"}], frames.copy(), quality=90) == base
+
+
+def test_inputs_digest_of_text_only_requests():
+    """No frames (LLM-match marks): the digest still covers the messages and the frame shape."""
+    text = [{"role": "user", "content": [{"type": "text", "text": "q"}]}]
+    none = np.zeros((0, 1, 1, 3), np.uint8)
+    assert inputs_digest(text, none) == inputs_digest(text, none.copy())
+    assert inputs_digest(text, none) != inputs_digest([{"role": "user", "content": "r"}], none)
+    assert inputs_digest(text, none) != inputs_digest(text, np.zeros((1, 1, 1, 3), np.uint8))
