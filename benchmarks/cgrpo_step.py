@@ -36,18 +36,18 @@ def instances(folder: Path) -> tuple[Path, str]:
     """Labelled instances with 3-step traces: the demo questions, or synthetic ones."""
     data = find_openeqa_dir()
     if data is not None:
-        found = [i for i in load_openeqa(data, on_missing="skip") if i.episode_path]
+        found = load_openeqa(data / "open-eqa-demo-data.json", data_root=data)
         where = "OpenEQA demo video, 1280x720"
     else:
         _, found = make_synthetic_episode(folder / "episode", frames_per_room=5)
         where = "synthetic episode, 320x240"
     labelled = []
-    for n, inst in enumerate(found):
+    for n, inst in enumerate(found * 4):  # enough prompts for GRPO's 4 per step
         labelled.append(
             EQAInstance(
                 **{
                     **inst.to_dict(),
-                    "question_id": f"{inst.question_id}#0",
+                    "question_id": f"{inst.question_id}#{n}",
                     "predicted_answer": inst.gt_answer,
                     "reasoning_steps": [
                         "I looked at the frames in order.",
@@ -59,6 +59,12 @@ def instances(folder: Path) -> tuple[Path, str]:
             )
         )
     return write_jsonl(folder / "instances.jsonl", labelled), where
+
+
+def endless(trainer):
+    """The trainer's batches, epoch after epoch."""
+    while True:
+        yield from trainer.get_train_dataloader()
 
 
 def main() -> None:
@@ -111,11 +117,11 @@ def main() -> None:
         train_dataset=dataset,
         processing_class=processor,
     )
-    batches = {
-        "cgrpo": iter(ours.get_train_dataloader()),
-        "grpo": iter(theirs.get_train_dataloader()),
-    }
+    batches = {"cgrpo": endless(ours), "grpo": endless(theirs)}
     trainers = {"cgrpo": ours, "grpo": theirs}
+    for trainer in trainers.values():
+        trainer.model.train()
+        trainer.current_gradient_accumulation_steps = 1  # Trainer.train() sets it otherwise
     times: dict[str, list[float]] = {"cgrpo": [], "grpo": []}
     perturb: list[float] = []
     for step in range(args.steps + 1):

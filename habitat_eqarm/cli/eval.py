@@ -12,6 +12,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from habitat_eqarm.bench.builder.common import backend_kwargs, public_kwargs
 from habitat_eqarm.bench.evaluate import (
     EvalSettings,
     SampleCache,
@@ -44,6 +45,10 @@ class EvalConfig:
     data_root: str | None = field(default=None, metadata={"help": "base of relative episodes"})
     limit: int | None = field(default=None, metadata={"help": "evaluate the first N only"})
     backend: str = field(default="hf", metadata={"help": "reward-model backend"})
+    backend_kwargs: str | None = field(
+        default=None,
+        metadata={"help": 'backend options: JSON, e.g. {"base_url": "http://host:8000/v1"}'},
+    )
     temperature: float = 0.8
     top_p: float = 0.9
     max_new_tokens: int = 512
@@ -89,6 +94,7 @@ def fingerprint(cfg: EvalConfig, settings: EvalSettings) -> dict:
     keys += ("num_keyframes", "keyframe_method", "frames_as", "max_pixels")
     return {
         **{k: getattr(cfg, k) for k in keys},
+        "backend_kwargs": public_kwargs(cfg.backend_kwargs),
         "kmax": max(settings.ks),
         "prompt_id": REWARD_MODEL_PROMPT.id,
     }
@@ -120,14 +126,16 @@ def main(cfg: EvalConfig) -> int:
     if any(inst.question_id not in cache.entries for inst in instances):
         from habitat_eqarm.rewards.model import EQARewardModel
 
+        options = {"max_pixels": cfg.max_pixels, **backend_kwargs(cfg.backend_kwargs)}
+        if cfg.backend == "hf":  # requests per forward pass; remote backends batch themselves
+            options = {"batch_size": cfg.batch_size, **options}
         model = EQARewardModel.from_pretrained(
             cfg.model,
             cfg.backend,
             num_keyframes=cfg.num_keyframes,
             keyframe_method=cfg.keyframe_method,
             frames_as=cfg.frames_as,
-            batch_size=cfg.batch_size,
-            max_pixels=cfg.max_pixels,
+            **options,
         )
     with progress_bar(len(instances), f"eval K={max(settings.ks)}") as bar:
         judgements, failures = sample_all(model, instances, settings, cache, progress=bar.update)

@@ -122,11 +122,20 @@ def test_requests_carry_prompt_ids_and_a_rerun_costs_no_request(
     assert key not in caplog.text + "".join(capfd.readouterr())
 
 
-def test_review_split_export_and_the_key_is_nowhere(judged, work, openeqa_dir, key, capfd):
+def test_review_split_export_and_the_key_is_nowhere(
+    judged, work, openeqa_dir, key, capfd, backend_args
+):
     verified = work["dir"] / "verified.jsonl"
     kept = steps.review_all(judged[0], verified)
     export = steps.split_and_export(verified, work["dir"], openeqa_dir, kept)
     assert (export / "README.md").is_file()
+    # `eqarm eval` scores the export through the same server (no local model)
+    evaluation = work["dir"] / "eval"
+    args = ["eval", *backend_args, "--data", str(export), "--data_root", str(openeqa_dir)]
+    args += ["--out", str(evaluation), "--k", "1,2", "--max_new_tokens", "8", "--limit", "2"]
+    assert main(args) == 0
+    results = json.loads((evaluation / "results.json").read_text())
+    assert results["n_scored"] == 2 and results["failures"] == []
     printed = "".join(capfd.readouterr())
     files = [p for p in Path(work["dir"]).rglob("*") if p.is_file()]
     names = {p.name for p in files}
