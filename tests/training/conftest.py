@@ -17,7 +17,7 @@ CPU = dict(bf16=False, use_cpu=True, activation_checkpointing=False, report_to="
 # small inputs keep CPU steps short: 3 keyframes of about 160x120 pixels
 SMALL = dict(num_keyframes=3, max_pixels=20_000)
 # the paper's lr of 1e-6 is for a pretrained 2B model; a random tiny one needs far more
-RFT_TRAIN = dict(learning_rate=1e-2, per_device_train_batch_size=4, save_steps=100, seed=0)
+RFT_TRAIN = dict(learning_rate=1e-2, per_device_train_batch_size=4, save_steps=50, seed=0)
 RFT_STEPS = 200
 
 
