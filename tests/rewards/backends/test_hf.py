@@ -3,7 +3,12 @@ import torch
 
 from habitat_eqarm.data import EpisodeMemory, EQAInstance
 from habitat_eqarm.rewards.backends.base import GenerationRequest, SamplingParams
-from habitat_eqarm.rewards.backends.hf import HFBackend, pick_dtype
+from habitat_eqarm.rewards.backends.hf import (
+    HFBackend,
+    PreallocatedCache,
+    PreallocatedLayer,
+    pick_dtype,
+)
 from habitat_eqarm.rewards.prompts import REWARD_MODEL_PROMPT, build_messages
 
 
@@ -87,3 +92,99 @@ def test_video_frames(backend, requests_):
 def test_dtype_choice():
     assert pick_dtype(torch.device("cpu")) == torch.float32
     assert pick_dtype(torch.device("cpu"), "bfloat16") == torch.bfloat16
+
+
+@pytest.fixture(scope="module")
+def default_cache_backend(tiny_model_path):
+    return HFBackend(str(tiny_model_path), batch_size=2, preallocate_cache=False)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        SamplingParams(k=1, temperature=0.0, max_new_tokens=16),
+        SamplingParams(k=1, temperature=0.8, max_new_tokens=16, seed=7, min_new_tokens=16),
+        SamplingParams(k=3, temperature=0.8, max_new_tokens=16, seed=7),  # shared prefill
+    ],
+    ids=["greedy", "sampled", "sampled-k3-shared-prefill"],
+)
+def test_preallocated_cache_gives_bitwise_the_tokens_of_the_default_cache(
+    backend, default_cache_backend, requests_, params
+):
+    assert backend.preallocate_cache and not default_cache_backend.preallocate_cache
+    generate = backend.generate_shared if params.k > 1 else backend.generate_plain
+    fallback = (
+        default_cache_backend.generate_shared
+        if params.k > 1
+        else (default_cache_backend.generate_plain)
+    )
+    torch.manual_seed(params.seed or 0)
+    ours = generate(backend.encode(requests_), params)
+    torch.manual_seed(params.seed or 0)
+    theirs = fallback(default_cache_backend.encode(requests_), params)
+    assert ours.shape == theirs.shape == (2 * params.k, 16)
+    assert torch.equal(ours, theirs)
+
+
+def test_batched_greedy_equals_one_request_at_a_time(backend, requests_):
+    params = SamplingParams(k=1, temperature=0.0, max_new_tokens=16, min_new_tokens=16)
+    batched = backend.generate(requests_, params)
+    assert batched[0].timings["batch_size"] == 2.0
+    alone = [backend.generate([r], params)[0] for r in requests_]
+    assert alone[0].timings["batch_size"] == 1.0
+    assert [r.texts for r in batched] == [r.texts for r in alone]
+
+
+def test_preallocated_layer_writes_in_place_and_grows_when_full():
+    torch.manual_seed(0)
+    layer = PreallocatedLayer(headroom=3)
+    prompt = torch.randn(2, 2, 5, 4), torch.randn(2, 2, 5, 4)
+    keys, values = layer.update(*prompt)
+    assert torch.equal(keys, prompt[0]) and torch.equal(values, prompt[1])
+    buffer = layer.key_buffer
+    assert buffer.shape == (2, 2, 8, 4)
+    steps = [(torch.randn(2, 2, 1, 4), torch.randn(2, 2, 1, 4)) for _ in range(5)]
+    for i, step in enumerate(steps):
+        keys, values = layer.update(*step)
+        if i < 3:  # within the headroom: no new buffer
+            assert layer.key_buffer is buffer
+    assert layer.key_buffer is not buffer  # grown once the headroom was used up
+    want_k = torch.cat([prompt[0], *(k for k, _ in steps)], dim=-2)
+    want_v = torch.cat([prompt[1], *(v for _, v in steps)], dim=-2)
+    assert torch.equal(keys, want_k) and torch.equal(values, want_v)
+    assert layer.get_seq_length() == 10
+
+
+def test_preallocated_layer_after_batch_changes():
+    torch.manual_seed(0)
+    layer = PreallocatedLayer(headroom=4)
+    k0, v0 = torch.randn(2, 1, 3, 4), torch.randn(2, 1, 3, 4)
+    layer.update(k0, v0)
+    layer.batch_repeat_interleave(2)  # shared prefill: B -> B*K rows, room kept
+    assert layer.keys.shape == (4, 1, 3, 4) and layer.key_buffer.shape == (4, 1, 7, 4)
+    k1, v1 = torch.randn(4, 1, 1, 4), torch.randn(4, 1, 1, 4)
+    keys, _ = layer.update(k1, v1)
+    assert torch.equal(keys, torch.cat([k0.repeat_interleave(2, 0), k1], dim=-2))
+    layer.batch_select_indices(torch.tensor([3, 0]))  # replaces the states: next update copies
+    k2, v2 = torch.randn(2, 1, 1, 4), torch.randn(2, 1, 1, 4)
+    keys, values = layer.update(k2, v2)
+    want = torch.cat([k0.repeat_interleave(2, 0), k1], dim=-2)[[3, 0]]
+    assert torch.equal(keys, torch.cat([want, k2], dim=-2))
+    assert values.shape == (2, 1, 5, 4)
+    layer.crop(-2)
+    assert layer.get_seq_length() == 3
+    keys, _ = layer.update(k2, v2)
+    assert torch.equal(keys, torch.cat([want[:, :, :3], k2], dim=-2))
+
+
+def test_preallocated_cache_builds_one_layer_per_model_layer(backend, requests_):
+    cache = PreallocatedCache(headroom=4)
+    inputs = backend.encode(requests_[1:])
+    with torch.inference_mode():
+        backend.model(**inputs, use_cache=True, past_key_values=cache)
+    n_layers = backend.model.config.text_config.num_hidden_layers
+    assert len(cache.layers) == n_layers
+    assert all(isinstance(layer, PreallocatedLayer) for layer in cache.layers)
+    length = inputs["input_ids"].shape[1]
+    assert cache.get_seq_length() == length
+    assert cache.layers[0].key_buffer.shape[-2] == length + 4
