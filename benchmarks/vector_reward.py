@@ -43,7 +43,8 @@ from habitat_eqarm.data import EpisodeMemory, find_openeqa_dir
 from habitat_eqarm.data.synthetic import make_synthetic_episode
 from habitat_eqarm.envs import EpisodeMemoryRecorder
 from habitat_eqarm.envs.agents import ScriptedAgent
-from habitat_eqarm.rewards.model import EQARewardModel
+from habitat_eqarm.rewards.backends.base import SamplingParams
+from habitat_eqarm.rewards.model import EQARewardModel, Sample
 from habitat_eqarm.rewards.vector import EQARMVectorReward
 from habitat_eqarm.rewards.wrapper import EQARMReward
 from habitat_eqarm.testing import make_tiny_model
@@ -156,6 +157,155 @@ def vector_part(model: EQARewardModel, args) -> dict:
     }
 
 
+class Clock:
+    """Wall and process CPU seconds since construction, per named stage."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, list[float]] = {}
+        self._last = (time.perf_counter(), time.process_time())
+
+    def lap(self, stage: str) -> None:
+        now = (time.perf_counter(), time.process_time())
+        wall, cpu = self.seconds.setdefault(stage, [0.0, 0.0])
+        self.seconds[stage] = [wall + now[0] - self._last[0], cpu + now[1] - self._last[1]]
+        self._last = now
+
+
+def score_in_stages(model: EQARewardModel, requests, params, clock: Clock) -> None:
+    """What one ``score`` call does with ``requests``, stage by stage, on the same code path."""
+    backend = model.backend
+    for start in range(0, len(requests), backend.batch_size):
+        batch = requests[start : start + backend.batch_size]
+        clock.lap("other")
+        for r in batch:
+            backend.processor.apply_chat_template(
+                r.messages, add_generation_prompt=True, tokenize=False
+            )
+        clock.lap("chat template")
+        inputs = backend.encode(batch)  # template again (cheap) + tokenize + images
+        clock.lap("processor (tokens + images)")
+        with torch.inference_mode():
+            backend.model.model.get_image_features(inputs["pixel_values"], inputs["image_grid_thw"])
+            clock.lap("vision encoder")
+            backend.model(**inputs, use_cache=True, logits_to_keep=1)
+        clock.lap("vision encoder + prefill")
+        tokens = backend.generate_plain(inputs, params)
+        clock.lap("generate")
+        texts = backend.processor.tokenizer.batch_decode(tokens, skip_special_tokens=True)
+        for text in texts:
+            Sample.from_text(text)
+        clock.lap("detokenize + parse")
+
+
+def capture_requests(model: EQARewardModel, env, num_envs: int) -> list:
+    """The backend requests of one batched round (what the vector wrapper sends)."""
+    seen = []
+    real = model.backend.generate
+
+    def spy(requests, params):
+        seen.extend(requests)
+        return real(requests, params)
+
+    model.backend.generate = spy
+    try:
+        Loop(env, num_envs).round()
+    finally:
+        model.backend.generate = real
+    return seen
+
+
+def breakdown_part(model: EQARewardModel, args) -> dict:
+    """Stage seconds of one batched call (B = envs) vs envs calls of B = 1, alternated.
+
+    The vision encoder and the prefill are timed as extra forward passes (not part of the
+    scoring); ``generate`` repeats them, so its decode share is generate - (vision + prefill).
+    Decode per step is also fitted as fixed + per_row * B over B = 1, 2, 4, ..., envs.
+    """
+    env = EQARMVectorReward(
+        gym.make_vec("habitat_eqarm/EMEQA-v0", num_envs=args.envs, questions="synthetic"),
+        model,
+        k=1,
+        max_new_tokens=args.tokens,
+    )
+    requests = capture_requests(model, env, args.envs)
+    params = SamplingParams(1, 0.8, 0.9, args.tokens, 0, args.tokens)
+    one_token = SamplingParams(1, 0.8, 0.9, 1, 0, 1)
+    runs: dict[str, list[dict[str, list[float]]]] = {"batched": [], "per_env": []}
+    score_in_stages(model, requests, params, Clock())  # warm-up
+    for _ in range(args.rounds):
+        for name in runs:
+            clock = Clock()
+            model.backend.batch_size = len(requests) if name == "batched" else 1
+            score_in_stages(model, requests, params, clock)
+            runs[name].append(clock.seconds)
+    model.backend.batch_size = args.envs
+    out: dict[str, dict] = {}
+    for name, laps in runs.items():
+        stages = {}
+        for stage in laps[0]:
+            if stage == "other":
+                continue
+            for i, unit in enumerate(("wall_s", "cpu_s")):
+                stages.setdefault(stage, {})[unit] = statistics.median(
+                    lap[stage][i] for lap in laps
+                )
+        for unit in ("wall_s", "cpu_s"):
+            stages["decode"] = stages.get("decode", {})
+            stages["decode"][unit] = (
+                stages["generate"][unit] - stages["vision encoder + prefill"][unit]
+            )
+            stages["prefill"] = stages.get("prefill", {})
+            stages["prefill"][unit] = (
+                stages["vision encoder + prefill"][unit] - stages["vision encoder"][unit]
+            )
+        out[name] = stages
+    # decode cost per step as a function of the batch size
+    sizes = sorted({1, 2, 4, len(requests)} & set(range(1, len(requests) + 1)))
+    per_step: dict[int, list[float]] = {b: [] for b in sizes}
+    for _ in range(args.rounds):
+        for b in sizes:
+            inputs = model.backend.encode(requests[:b])
+            cpu = time.process_time()
+            model.backend.generate_plain(inputs, params)
+            long = time.process_time() - cpu
+            cpu = time.process_time()
+            model.backend.generate_plain(inputs, one_token)
+            short = time.process_time() - cpu
+            per_step[b].append((long - short) / (args.tokens - 1))
+    xs = np.array(sizes, dtype=float)
+    ys = np.array([statistics.median(per_step[b]) for b in sizes])
+    per_row, fixed = np.polyfit(xs, ys, 1)
+    out["decode_step_cpu_ms"] = {str(b): 1000 * y for b, y in zip(sizes, ys, strict=True)}
+    out["decode_step_fit_ms"] = {"fixed": 1000 * fixed, "per_row": 1000 * per_row}
+    env.close()
+    return out
+
+
+def print_breakdown(bd: dict) -> None:
+    print(
+        "\n| stage | batched wall s | per-env wall s | batched CPU s | per-env CPU s "
+        "| per-env / batched (CPU) |"
+    )
+    print("|---|---|---|---|---|---|")
+    order = [
+        "chat template",
+        "processor (tokens + images)",
+        "vision encoder",
+        "prefill",
+        "decode",
+        "detokenize + parse",
+    ]
+    for stage in order:
+        b, p = bd["batched"][stage], bd["per_env"][stage]
+        print(
+            f"| {stage} | {b['wall_s']:.3f} | {p['wall_s']:.3f} | {b['cpu_s']:.3f} | "
+            f"{p['cpu_s']:.3f} | {p['cpu_s'] / max(b['cpu_s'], 1e-9):.2f} |"
+        )
+    fit = bd["decode_step_fit_ms"]
+    steps = ", ".join(f"B={b}: {ms:.2f}" for b, ms in bd["decode_step_cpu_ms"].items())
+    print(f"\ndecode CPU ms per step: {steps}; fit {fit['fixed']:.2f} + {fit['per_row']:.2f} x B")
+
+
 def recorder_part(fmt: str, frames: np.ndarray) -> dict:
     with tempfile.TemporaryDirectory() as out:
         recorder = EpisodeMemoryRecorder(max_frames=256, out_dir=out, write_format=fmt)
@@ -189,6 +339,11 @@ def main() -> None:
         "--no-recorder", action="store_true", help="skip part 2 (no recorder fields in the JSON)"
     )
     parser.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="also time the stages of one call (B=envs vs envs x B=1) and decode cost vs B",
+    )
+    parser.add_argument(
         "--preallocate-cache",
         choices=("auto", "on", "off"),
         default="auto",
@@ -202,6 +357,8 @@ def main() -> None:
             str(make_tiny_model(tmp)), batch_size=args.envs, preallocate_cache=prealloc
         )
         vector = vector_part(model, args)
+        if args.breakdown:
+            vector["breakdown"] = breakdown_part(model, args)
     vector["preallocated_cache"] = model.backend.preallocate_cache
     print(
         "| sub-envs | K | tokens | threads | batched eps/s | per-env eps/s | speedup "
@@ -214,6 +371,8 @@ def main() -> None:
         f"{vector['speedup']:.2f} | {vector['speedup_paired_median']:.2f} | "
         f"{vector['speedup_cpu_time']:.2f} | {vector['load_avg_1min']:.1f} |"
     )
+    if args.breakdown:
+        print_breakdown(vector["breakdown"])
     if args.no_recorder:
         print(json.dumps(vector))
         return

@@ -8,6 +8,13 @@ cache, recomputing only the last prompt token for each sample. Under greedy deco
 yields exactly the tokens of plain ``generate`` (tested). Models whose cache or position
 handling we have not verified fall back to ``num_return_sequences``.
 
+Batches without padding waste: the processor pads prompts on the left, and a padded prefill
+needs an attention mask, which makes sdpa compute every query against every key (a causal
+prefill skips the upper half) and copy the keys per head. So the prefix is prefilled
+right-aligned, i.e. each prompt from column 0 with its padding after it, without a mask: causal
+attention is exact for every real token and each row computes what it would alone. Decoding
+then masks the padding columns, wherever they are (:func:`split_prompts`).
+
 Decoding writes each step's keys and values into a cache allocated once with room for the new
 tokens (:class:`PreallocatedCache`), instead of transformers' default of concatenating, i.e.
 copying the whole cache, at every step; that copy grows with the batch and the prompt length.
@@ -124,11 +131,47 @@ class PreallocatedCache(DynamicCache):
         Cache.__init__(self, layer_class_to_replicate=lambda: PreallocatedLayer(headroom))
 
 
+SEQUENCE_INPUTS = ("input_ids", "attention_mask", "mm_token_type_ids")
+
+
+def split_prompts(
+    inputs: dict[str, torch.Tensor], pad_token_id: int
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Left-padded processor outputs -> (prefill inputs, continuation inputs).
+
+    Prefill: each prompt without its last token, moved to start at column 0 (padding after it),
+    and no attention mask, so the prefill is plainly causal. M-RoPE positions and offsets come
+    out as for the unpadded prompt: padding after the last real token does not move them.
+    Continuation (for ``generate`` with the prefill's cache): those columns, then each prompt's
+    last token, with the padding columns masked out.
+    """
+    mask = inputs["attention_mask"].bool()
+    width = mask.shape[1]
+    lengths = mask.sum(dim=1)
+    if bool((lengths < 2).any()):
+        raise ValueError("every prompt needs at least two tokens to split off a prefix")
+    cols = torch.arange(width - 1, device=mask.device)
+    real = cols[None, :] < (lengths - 1)[:, None]  # (batch, width - 1)
+    # column j of row i's prefix is its real token j, found at width - length + j
+    source = torch.where(real, (width - lengths)[:, None] + cols[None, :], width - 1)
+    fills = {"input_ids": pad_token_id, "attention_mask": 0, "mm_token_type_ids": 0}
+    prefix = {
+        name: torch.where(real, torch.gather(inputs[name], 1, source), fills[name])
+        for name in SEQUENCE_INPUTS
+        if name in inputs
+    }
+    cont = {name: torch.cat([prefix[name], inputs[name][:, -1:]], dim=1) for name in prefix}
+    prefill = {name: value for name, value in prefix.items() if name != "attention_mask"}
+    prefill.update({name: value for name, value in inputs.items() if name not in SEQUENCE_INPUTS})
+    return prefill, cont
+
+
 @register_backend("hf")
 class HFBackend(RewardBackend):
     """Generate with ``AutoModelForImageTextToText`` + ``AutoProcessor`` from a path or hub id.
 
-    ``share_prefill``: None (auto: on for the model types we verified), True or False.
+    ``share_prefill``: prefill each prompt once, right-aligned, and decode its K samples from
+    that cache (see module doc); None (auto: on for the model types we verified), True or False.
     ``preallocate_cache``: decode into a :class:`PreallocatedCache` (same auto rule).
     ``batch_size``: requests per forward pass. ``max_pixels`` caps each frame (the paper uses
     401,408). Extra keyword arguments go to ``from_pretrained`` (e.g. ``attn_implementation``).
@@ -233,30 +276,24 @@ class HFBackend(RewardBackend):
     def generate_shared(
         self, inputs: dict[str, torch.Tensor], params: SamplingParams
     ) -> torch.Tensor:
-        """Prefill once, repeat the cache K ways, decode: new tokens, ``(B*K, T)``."""
-        k = params.k
-        prefix = {
-            name: (
-                value[:, :-1]
-                if name in ("input_ids", "attention_mask", "mm_token_type_ids")
-                else value
-            )
-            for name, value in inputs.items()
-        }
-        prefill = self.model(**prefix, use_cache=True, logits_to_keep=1, **self.new_cache(params))
-        cache = prefill.past_key_values
-        cache.batch_repeat_interleave(k)
-        inner = self.model.model
-        inner.rope_deltas = inner.rope_deltas.repeat_interleave(k, dim=0)
-        expanded = {
-            name: inputs[name].repeat_interleave(k, dim=0)
-            for name in ("input_ids", "attention_mask", "mm_token_type_ids")
-            if name in inputs
-        }
-        out = self.model.generate(
-            **expanded, past_key_values=cache, **self._sampling_kwargs(params)
+        """Prefill once (right-aligned, causal), repeat the cache K ways, decode: new tokens,
+        ``(B*K, T)``. Greedy decoding gives K identical samples: it decodes once and repeats.
+        """
+        greedy = params.temperature <= 0
+        k = 1 if greedy else params.k
+        prefill_inputs, cont = split_prompts(inputs, self.processor.tokenizer.pad_token_id)
+        prefill = self.model(
+            **prefill_inputs, use_cache=True, logits_to_keep=1, **self.new_cache(params)
         )
-        return out[:, inputs["input_ids"].shape[1] :]
+        cache = prefill.past_key_values
+        inner = self.model.model
+        if k > 1:
+            cache.batch_repeat_interleave(k)
+            inner.rope_deltas = inner.rope_deltas.repeat_interleave(k, dim=0)
+            cont = {name: value.repeat_interleave(k, dim=0) for name, value in cont.items()}
+        out = self.model.generate(**cont, past_key_values=cache, **self._sampling_kwargs(params))
+        new = out[:, cont["input_ids"].shape[1] :]
+        return new.repeat_interleave(params.k, dim=0) if greedy else new
 
     def generate(
         self, requests: Sequence[GenerationRequest], params: SamplingParams
@@ -276,7 +313,7 @@ class HFBackend(RewardBackend):
         t0 = time.perf_counter()
         inputs = self.encode(batch)
         t1 = time.perf_counter()
-        shared = self.share_prefill and params.k > 1
+        shared = self.share_prefill
         tokens = (
             self.generate_shared(inputs, params) if shared else self.generate_plain(inputs, params)
         )

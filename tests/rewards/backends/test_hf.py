@@ -8,6 +8,7 @@ from habitat_eqarm.rewards.backends.hf import (
     PreallocatedCache,
     PreallocatedLayer,
     pick_dtype,
+    split_prompts,
 )
 from habitat_eqarm.rewards.prompts import REWARD_MODEL_PROMPT, build_messages
 
@@ -54,12 +55,43 @@ def test_shared_prefill_gives_exactly_the_tokens_and_logits_of_plain_generate(ba
 
     assert plain.shape == shared.shape == (2 * k, 12)
     assert torch.equal(plain, shared)
-    # shared: one prefix prefill, then one call per new token for all B*K rows
+    # greedy: both decode each request once; shared adds one prefix prefill
     assert len(shared_logits) == len(plain_logits) + 1
     for step, (p, s) in enumerate(zip(plain_logits, shared_logits[1:], strict=True)):
-        torch.testing.assert_close(
-            p.repeat_interleave(k, 0), s, atol=1e-4, rtol=1e-4, msg=str(step)
-        )
+        assert p.shape == s.shape == (2, p.shape[-1])
+        torch.testing.assert_close(p, s, atol=1e-4, rtol=1e-4, msg=str(step))
+
+
+def test_shared_prefill_samples_k_ways_like_num_return_sequences(small_backend, requests_):
+    backend = small_backend
+    params = SamplingParams(k=3, temperature=0.8, top_p=0.9, max_new_tokens=12, seed=5)
+    torch.manual_seed(5)
+    plain = backend.generate_plain(backend.encode(requests_), params)
+    torch.manual_seed(5)
+    shared = backend.generate_shared(backend.encode(requests_), params)
+    assert plain.shape == shared.shape == (2 * 3, 12)
+    assert torch.equal(plain, shared)
+    assert len({tuple(row.tolist()) for row in shared}) > 2  # the K samples do differ
+
+
+def test_split_prompts_right_aligns_the_prefix_and_masks_the_padding():
+    inputs = {
+        "input_ids": torch.tensor([[0, 0, 5, 6, 7], [1, 2, 3, 4, 9]]),
+        "attention_mask": torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]]),
+        "mm_token_type_ids": torch.tensor([[0, 0, 1, 0, 0], [0, 1, 1, 0, 0]]),
+        "pixel_values": torch.ones(3, 2),
+    }
+    prefill, cont = split_prompts(inputs, pad_token_id=0)
+    assert "attention_mask" not in prefill and torch.equal(
+        prefill["pixel_values"], torch.ones(3, 2)
+    )
+    assert prefill["input_ids"].tolist() == [[5, 6, 0, 0], [1, 2, 3, 4]]
+    assert prefill["mm_token_type_ids"].tolist() == [[1, 0, 0, 0], [0, 1, 1, 0]]
+    assert cont["input_ids"].tolist() == [[5, 6, 0, 0, 7], [1, 2, 3, 4, 9]]
+    assert cont["attention_mask"].tolist() == [[1, 1, 0, 0, 1], [1, 1, 1, 1, 1]]
+    assert cont["mm_token_type_ids"].tolist() == [[1, 0, 0, 0, 0], [0, 1, 1, 0, 0]]
+    with pytest.raises(ValueError, match="two tokens"):
+        split_prompts({**inputs, "attention_mask": torch.tensor([[0, 0, 0, 0, 1]] * 2)}, 0)
 
 
 def test_sampling_is_seeded_and_returns_k_texts_per_request(backend, requests_):
@@ -94,9 +126,19 @@ def test_dtype_choice():
     assert pick_dtype(torch.device("cpu"), "bfloat16") == torch.bfloat16
 
 
+SMALL_FRAMES = 64 * 28 * 28  # 64 vision tokens a frame: quick tests of decoding
+
+
+@pytest.fixture(scope="module")
+def small_backend(tiny_model_path):
+    return HFBackend(str(tiny_model_path), batch_size=2, max_pixels=SMALL_FRAMES)
+
+
 @pytest.fixture(scope="module")
 def default_cache_backend(tiny_model_path):
-    return HFBackend(str(tiny_model_path), batch_size=2, preallocate_cache=False)
+    return HFBackend(
+        str(tiny_model_path), batch_size=2, max_pixels=SMALL_FRAMES, preallocate_cache=False
+    )
 
 
 @pytest.mark.parametrize(
@@ -109,24 +151,23 @@ def default_cache_backend(tiny_model_path):
     ids=["greedy", "sampled", "sampled-k3-shared-prefill"],
 )
 def test_preallocated_cache_gives_bitwise_the_tokens_of_the_default_cache(
-    backend, default_cache_backend, requests_, params
+    small_backend, default_cache_backend, requests_, params
 ):
+    backend = small_backend
     assert backend.preallocate_cache and not default_cache_backend.preallocate_cache
-    generate = backend.generate_shared if params.k > 1 else backend.generate_plain
-    fallback = (
-        default_cache_backend.generate_shared
-        if params.k > 1
-        else (default_cache_backend.generate_plain)
-    )
-    torch.manual_seed(params.seed or 0)
-    ours = generate(backend.encode(requests_), params)
-    torch.manual_seed(params.seed or 0)
-    theirs = fallback(default_cache_backend.encode(requests_), params)
-    assert ours.shape == theirs.shape == (2 * params.k, 16)
-    assert torch.equal(ours, theirs)
+    for method in ("generate_plain", "generate_shared"):
+        torch.manual_seed(params.seed or 0)
+        ours = getattr(backend, method)(backend.encode(requests_), params)
+        torch.manual_seed(params.seed or 0)
+        theirs = getattr(default_cache_backend, method)(
+            default_cache_backend.encode(requests_), params
+        )
+        assert ours.shape == theirs.shape == (2 * params.k, 16), method
+        assert torch.equal(ours, theirs), method
 
 
-def test_batched_greedy_equals_one_request_at_a_time(backend, requests_):
+def test_batched_greedy_equals_one_request_at_a_time(small_backend, requests_):
+    backend = small_backend
     params = SamplingParams(k=1, temperature=0.0, max_new_tokens=16, min_new_tokens=16)
     batched = backend.generate(requests_, params)
     assert batched[0].timings["batch_size"] == 2.0
