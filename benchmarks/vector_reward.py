@@ -44,6 +44,7 @@ from habitat_eqarm.data.synthetic import make_synthetic_episode
 from habitat_eqarm.envs import EpisodeMemoryRecorder
 from habitat_eqarm.envs.agents import ScriptedAgent
 from habitat_eqarm.rewards.backends.base import SamplingParams
+from habitat_eqarm.rewards.backends.hf import split_prompts
 from habitat_eqarm.rewards.model import EQARewardModel, Sample
 from habitat_eqarm.rewards.vector import EQARMVectorReward
 from habitat_eqarm.rewards.wrapper import EQARMReward
@@ -171,6 +172,11 @@ class Clock:
         self._last = now
 
 
+def generate_fn(backend):
+    """The generation method the backend's ``generate`` uses."""
+    return backend.generate_shared if backend.share_prefill else backend.generate_plain
+
+
 def score_in_stages(model: EQARewardModel, requests, params, clock: Clock) -> None:
     """What one ``score`` call does with ``requests``, stage by stage, on the same code path."""
     backend = model.backend
@@ -217,8 +223,8 @@ def capture_requests(model: EQARewardModel, env, num_envs: int) -> list:
 def breakdown_part(model: EQARewardModel, args) -> dict:
     """Stage seconds of one batched call (B = envs) vs envs calls of B = 1, alternated.
 
-    The vision encoder and the prefill are timed as extra forward passes (not part of the
-    scoring); ``generate`` repeats them, so its decode share is generate - (vision + prefill).
+    The vision encoder and the prefill are timed as extra forward passes, as the backend runs
+    them; ``generate`` repeats them, so its decode share is generate - (vision + prefill).
     Decode per step is also fitted as fixed + per_row * B over B = 1, 2, 4, ..., envs.
     """
     env = EQARMVectorReward(
@@ -266,10 +272,10 @@ def breakdown_part(model: EQARewardModel, args) -> dict:
         for b in sizes:
             inputs = model.backend.encode(requests[:b])
             cpu = time.process_time()
-            model.backend.generate_plain(inputs, params)
+            generate_fn(model.backend)(inputs, params)
             long = time.process_time() - cpu
             cpu = time.process_time()
-            model.backend.generate_plain(inputs, one_token)
+            generate_fn(model.backend)(inputs, one_token)
             short = time.process_time() - cpu
             per_step[b].append((long - short) / (args.tokens - 1))
     xs = np.array(sizes, dtype=float)
