@@ -193,9 +193,13 @@ def score_in_stages(model: EQARewardModel, requests, params, clock: Clock) -> No
         with torch.inference_mode():
             backend.model.model.get_image_features(inputs["pixel_values"], inputs["image_grid_thw"])
             clock.lap("vision encoder")
-            backend.model(**inputs, use_cache=True, logits_to_keep=1)
+            if backend.share_prefill:  # the prefill generate_shared runs
+                prefill, _ = split_prompts(inputs, backend.processor.tokenizer.pad_token_id)
+            else:
+                prefill = inputs
+            backend.model(**prefill, use_cache=True, logits_to_keep=1)
         clock.lap("vision encoder + prefill")
-        tokens = backend.generate_plain(inputs, params)
+        tokens = generate_fn(backend)(inputs, params)
         clock.lap("generate")
         texts = backend.processor.tokenizer.batch_decode(tokens, skip_special_tokens=True)
         for text in texts:
