@@ -21,7 +21,8 @@ intra-op threads for both modes (default 1: on a small shared CPU, splitting the
 across threads costs more than it gives, and an oversubscribed machine stalls the threads).
 
 Usage: python benchmarks/vector_reward.py [--envs 8] [--rounds 7] [--k 1] [--tokens 128]
-[--threads 1]
+[--threads 1] [--breakdown] [--no-recorder]
+``--breakdown`` adds where one call's time goes, stage by stage, batched vs per-env.
 Prints Markdown tables, then one JSON object as the last line.
 """
 
@@ -44,7 +45,6 @@ from habitat_eqarm.data.synthetic import make_synthetic_episode
 from habitat_eqarm.envs import EpisodeMemoryRecorder
 from habitat_eqarm.envs.agents import ScriptedAgent
 from habitat_eqarm.rewards.backends.base import SamplingParams
-from habitat_eqarm.rewards.backends.hf import split_prompts
 from habitat_eqarm.rewards.model import EQARewardModel, Sample
 from habitat_eqarm.rewards.vector import EQARMVectorReward
 from habitat_eqarm.rewards.wrapper import EQARMReward
@@ -194,6 +194,9 @@ def score_in_stages(model: EQARewardModel, requests, params, clock: Clock) -> No
             backend.model.model.get_image_features(inputs["pixel_values"], inputs["image_grid_thw"])
             clock.lap("vision encoder")
             if backend.share_prefill:  # the prefill generate_shared runs
+                # imported here so the script also runs against older packages (A/B runs)
+                from habitat_eqarm.rewards.backends.hf import split_prompts
+
                 prefill, _ = split_prompts(inputs, backend.processor.tokenizer.pad_token_id)
             else:
                 prefill = inputs
@@ -362,14 +365,16 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
-        prealloc = {"auto": None, "on": True, "off": False}[args.preallocate_cache]
+        extra = {}
+        if args.preallocate_cache != "auto":
+            extra["preallocate_cache"] = args.preallocate_cache == "on"
         model = EQARewardModel.from_pretrained(
-            str(make_tiny_model(tmp)), batch_size=args.envs, preallocate_cache=prealloc
+            str(make_tiny_model(tmp)), batch_size=args.envs, **extra
         )
         vector = vector_part(model, args)
         if args.breakdown:
             vector["breakdown"] = breakdown_part(model, args)
-    vector["preallocated_cache"] = model.backend.preallocate_cache
+    vector["preallocated_cache"] = getattr(model.backend, "preallocate_cache", False)
     print(
         "| sub-envs | K | tokens | threads | batched eps/s | per-env eps/s | speedup "
         "| paired median | CPU-time speedup | load (1 min) |"
