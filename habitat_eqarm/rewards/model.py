@@ -170,7 +170,7 @@ class EQARewardModel:
         """Load a reward model from a local path or hub id with the named backend.
 
         ``backend_kwargs`` go to the backend (for ``hf``: device, dtype, batch_size,
-        max_pixels, share_prefill, attn_implementation, ...).
+        max_pixels, share_prefill, preallocate_cache, attn_implementation, ...).
         """
         return cls(
             load_backend(backend, path_or_id, **backend_kwargs),

@@ -7,6 +7,18 @@ and the multimodal RoPE offsets are repeated K ways, and ``generate`` continues 
 cache, recomputing only the last prompt token for each sample. Under greedy decoding this
 yields exactly the tokens of plain ``generate`` (tested). Models whose cache or position
 handling we have not verified fall back to ``num_return_sequences``.
+
+Batches without padding waste: the processor pads prompts on the left, and a padded prefill
+needs an attention mask, which makes sdpa compute every query against every key (a causal
+prefill skips the upper half) and copy the keys per head. So the prefix is prefilled
+right-aligned, i.e. each prompt from column 0 with its padding after it, without a mask: causal
+attention is exact for every real token and each row computes what it would alone. Decoding
+then masks the padding columns, wherever they are (:func:`split_prompts`).
+
+Decoding writes each step's keys and values into a cache allocated once with room for the new
+tokens (:class:`PreallocatedCache`), instead of transformers' default of concatenating, i.e.
+copying the whole cache, at every step; that copy grows with the batch and the prompt length.
+The attention sees the same values, so the tokens are bitwise those of the default (tested).
 """
 
 from __future__ import annotations
@@ -17,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 
 from habitat_eqarm.rewards.backends.base import (
     GenerationRequest,
@@ -54,12 +67,113 @@ def pick_dtype(device: torch.device, dtype: str | torch.dtype | None = None) -> 
     return torch.float32
 
 
+class PreallocatedLayer(DynamicLayer):
+    """A :class:`DynamicLayer` whose keys and values are views into buffers with spare room.
+
+    ``update`` writes the new states in place and returns the grown views; a buffer is
+    (re)allocated, with ``headroom`` more positions than needed, only when the states no longer
+    fit or were replaced by another method (``batch_select_indices``, ...).
+    """
+
+    def __init__(self, headroom: int = 0) -> None:
+        super().__init__()
+        self.headroom = max(0, int(headroom))
+        self.key_buffer: torch.Tensor | None = None
+        self.value_buffer: torch.Tensor | None = None
+
+    def _fits(self, new: torch.Tensor, total: int) -> bool:
+        buf, keys = self.key_buffer, self.keys
+        if buf is None or keys is None:
+            return False
+        if keys.numel() and (keys.data_ptr() != buf.data_ptr() or keys.stride() != buf.stride()):
+            return False  # the states were replaced (e.g. batch_select_indices)
+        return buf.shape[-2] >= total and buf.shape[:2] == new.shape[:2]
+
+    def update(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Append the new states in place; return all keys and values so far."""
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        n = self.get_seq_length()
+        total = n + key_states.shape[-2]
+        if not self._fits(key_states, total):
+            shape = (*key_states.shape[:-2], total + self.headroom, key_states.shape[-1])
+            keys, values = key_states.new_empty(shape), value_states.new_empty(shape)
+            if n:
+                keys[:, :, :n].copy_(self.keys)
+                values[:, :, :n].copy_(self.values)
+            self.key_buffer, self.value_buffer = keys, values
+        self.key_buffer[:, :, n:total].copy_(key_states)
+        self.value_buffer[:, :, n:total].copy_(value_states)
+        self.keys = self.key_buffer[:, :, :total]
+        self.values = self.value_buffer[:, :, :total]
+        return self.keys, self.values
+
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        """Repeat the cache ``repeats`` times in the batch dimension, keeping the spare room."""
+        n = self.get_seq_length()
+        if n and self.key_buffer is not None and self._fits(self.keys, n):
+            self.key_buffer = self.key_buffer.repeat_interleave(repeats, dim=0)
+            self.value_buffer = self.value_buffer.repeat_interleave(repeats, dim=0)
+            self.keys = self.key_buffer[:, :, :n]
+            self.values = self.value_buffer[:, :, :n]
+        else:
+            super().batch_repeat_interleave(repeats)
+
+
+class PreallocatedCache(DynamicCache):
+    """A :class:`DynamicCache` of :class:`PreallocatedLayer`: each layer reserves ``headroom``
+    positions beyond the prompt, so decoding up to ``headroom`` tokens never copies the cache.
+    """
+
+    def __init__(self, headroom: int) -> None:
+        Cache.__init__(self, layer_class_to_replicate=lambda: PreallocatedLayer(headroom))
+
+
+SEQUENCE_INPUTS = ("input_ids", "attention_mask", "mm_token_type_ids")
+
+
+def split_prompts(
+    inputs: dict[str, torch.Tensor], pad_token_id: int
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Left-padded processor outputs -> (prefill inputs, continuation inputs).
+
+    Prefill: each prompt without its last token, moved to start at column 0 (padding after it),
+    and no attention mask, so the prefill is plainly causal. M-RoPE positions and offsets come
+    out as for the unpadded prompt: padding after the last real token does not move them.
+    Continuation (for ``generate`` with the prefill's cache): those columns, then each prompt's
+    last token, with the padding columns masked out.
+    """
+    mask = inputs["attention_mask"].bool()
+    width = mask.shape[1]
+    lengths = mask.sum(dim=1)
+    if bool((lengths < 2).any()):
+        raise ValueError("every prompt needs at least two tokens to split off a prefix")
+    cols = torch.arange(width - 1, device=mask.device)
+    real = cols[None, :] < (lengths - 1)[:, None]  # (batch, width - 1)
+    # column j of row i's prefix is its real token j, found at width - length + j
+    source = torch.where(real, (width - lengths)[:, None] + cols[None, :], width - 1)
+    fills = {"input_ids": pad_token_id, "attention_mask": 0, "mm_token_type_ids": 0}
+    prefix = {
+        name: torch.where(real, torch.gather(inputs[name], 1, source), fills[name])
+        for name in SEQUENCE_INPUTS
+        if name in inputs
+    }
+    cont = {name: torch.cat([prefix[name], inputs[name][:, -1:]], dim=1) for name in prefix}
+    prefill = {name: value for name, value in prefix.items() if name != "attention_mask"}
+    prefill.update({name: value for name, value in inputs.items() if name not in SEQUENCE_INPUTS})
+    return prefill, cont
+
+
 @register_backend("hf")
 class HFBackend(RewardBackend):
     """Generate with ``AutoModelForImageTextToText`` + ``AutoProcessor`` from a path or hub id.
 
-    ``share_prefill``: None (auto: on for the model types we verified), True or False; batches
-    of text-only requests always decode plainly.
+    ``share_prefill``: prefill each prompt once, right-aligned, and decode its K samples from
+    that cache (see module doc); None (auto: on for the model types we verified), True or False;
+    batches of text-only requests always decode plainly.
+    ``preallocate_cache``: decode into a :class:`PreallocatedCache` (same auto rule).
     ``batch_size``: requests per forward pass. ``max_pixels`` caps each frame (the paper uses
     401,408). Extra keyword arguments go to ``from_pretrained`` (e.g. ``attn_implementation``).
     """
@@ -75,6 +189,7 @@ class HFBackend(RewardBackend):
         batch_size: int = 4,
         max_pixels: int = 401_408,
         share_prefill: bool | None = None,
+        preallocate_cache: bool | None = None,
         **load_kwargs: Any,
     ) -> None:
         from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -91,9 +206,9 @@ class HFBackend(RewardBackend):
         )
         self.model.to(self.device).eval()
         model_type = getattr(self.model.config, "model_type", "")
-        self.share_prefill = (
-            model_type in SHARED_PREFILL_MODEL_TYPES if share_prefill is None else share_prefill
-        )
+        verified = model_type in SHARED_PREFILL_MODEL_TYPES
+        self.share_prefill = verified if share_prefill is None else share_prefill
+        self.preallocate_cache = verified if preallocate_cache is None else preallocate_cache
 
     # -- inputs ---------------------------------------------------------------------------------
 
@@ -125,6 +240,12 @@ class HFBackend(RewardBackend):
 
     # -- generation -----------------------------------------------------------------------------
 
+    def new_cache(self, params: SamplingParams) -> dict[str, Any]:
+        """``past_key_values`` for a fresh generation: a preallocated cache, or none (default)."""
+        if not self.preallocate_cache:
+            return {}
+        return {"past_key_values": PreallocatedCache(params.max_new_tokens)}
+
     def _sampling_kwargs(self, params: SamplingParams) -> dict[str, Any]:
         greedy = params.temperature <= 0
         kwargs: dict[str, Any] = {"max_new_tokens": params.max_new_tokens, "do_sample": not greedy}
@@ -146,6 +267,7 @@ class HFBackend(RewardBackend):
         out = self.model.generate(
             **inputs,
             num_return_sequences=1 if greedy else params.k,
+            **self.new_cache(params),
             **self._sampling_kwargs(params),
         )
         new = out[:, inputs["input_ids"].shape[1] :]
@@ -155,30 +277,24 @@ class HFBackend(RewardBackend):
     def generate_shared(
         self, inputs: dict[str, torch.Tensor], params: SamplingParams
     ) -> torch.Tensor:
-        """Prefill once, repeat the cache K ways, decode: new tokens, ``(B*K, T)``."""
-        k = params.k
-        prefix = {
-            name: (
-                value[:, :-1]
-                if name in ("input_ids", "attention_mask", "mm_token_type_ids")
-                else value
-            )
-            for name, value in inputs.items()
-        }
-        prefill = self.model(**prefix, use_cache=True, logits_to_keep=1)
-        cache = prefill.past_key_values
-        cache.batch_repeat_interleave(k)
-        inner = self.model.model
-        inner.rope_deltas = inner.rope_deltas.repeat_interleave(k, dim=0)
-        expanded = {
-            name: inputs[name].repeat_interleave(k, dim=0)
-            for name in ("input_ids", "attention_mask", "mm_token_type_ids")
-            if name in inputs
-        }
-        out = self.model.generate(
-            **expanded, past_key_values=cache, **self._sampling_kwargs(params)
+        """Prefill once (right-aligned, causal), repeat the cache K ways, decode: new tokens,
+        ``(B*K, T)``. Greedy decoding gives K identical samples: it decodes once and repeats.
+        """
+        greedy = params.temperature <= 0
+        k = 1 if greedy else params.k
+        prefill_inputs, cont = split_prompts(inputs, self.processor.tokenizer.pad_token_id)
+        prefill = self.model(
+            **prefill_inputs, use_cache=True, logits_to_keep=1, **self.new_cache(params)
         )
-        return out[:, inputs["input_ids"].shape[1] :]
+        cache = prefill.past_key_values
+        inner = self.model.model
+        if k > 1:
+            cache.batch_repeat_interleave(k)
+            inner.rope_deltas = inner.rope_deltas.repeat_interleave(k, dim=0)
+            cont = {name: value.repeat_interleave(k, dim=0) for name, value in cont.items()}
+        out = self.model.generate(**cont, past_key_values=cache, **self._sampling_kwargs(params))
+        new = out[:, cont["input_ids"].shape[1] :]
+        return new.repeat_interleave(params.k, dim=0) if greedy else new
 
     def generate(
         self, requests: Sequence[GenerationRequest], params: SamplingParams
@@ -202,7 +318,7 @@ class HFBackend(RewardBackend):
         # the model then keeps the M-RoPE deltas of an earlier call, and shared decoding would
         # go on from those stale deltas (a shape error, or wrong positions).
         has_media = "image_grid_thw" in inputs or "video_grid_thw" in inputs
-        shared = self.share_prefill and params.k > 1 and has_media
+        shared = self.share_prefill and has_media
         tokens = (
             self.generate_shared(inputs, params) if shared else self.generate_plain(inputs, params)
         )

@@ -4,7 +4,13 @@ import torch
 
 from habitat_eqarm.data import EpisodeMemory, EQAInstance
 from habitat_eqarm.rewards.backends.base import GenerationRequest, SamplingParams
-from habitat_eqarm.rewards.backends.hf import HFBackend, pick_dtype
+from habitat_eqarm.rewards.backends.hf import (
+    HFBackend,
+    PreallocatedCache,
+    PreallocatedLayer,
+    pick_dtype,
+    split_prompts,
+)
 from habitat_eqarm.rewards.prompts import REWARD_MODEL_PROMPT, build_messages
 
 
@@ -50,12 +56,43 @@ def test_shared_prefill_gives_exactly_the_tokens_and_logits_of_plain_generate(ba
 
     assert plain.shape == shared.shape == (2 * k, 12)
     assert torch.equal(plain, shared)
-    # shared: one prefix prefill, then one call per new token for all B*K rows
+    # greedy: both decode each request once; shared adds one prefix prefill
     assert len(shared_logits) == len(plain_logits) + 1
     for step, (p, s) in enumerate(zip(plain_logits, shared_logits[1:], strict=True)):
-        torch.testing.assert_close(
-            p.repeat_interleave(k, 0), s, atol=1e-4, rtol=1e-4, msg=str(step)
-        )
+        assert p.shape == s.shape == (2, p.shape[-1])
+        torch.testing.assert_close(p, s, atol=1e-4, rtol=1e-4, msg=str(step))
+
+
+def test_shared_prefill_samples_k_ways_like_num_return_sequences(small_backend, requests_):
+    backend = small_backend
+    params = SamplingParams(k=3, temperature=0.8, top_p=0.9, max_new_tokens=12, seed=5)
+    torch.manual_seed(5)
+    plain = backend.generate_plain(backend.encode(requests_), params)
+    torch.manual_seed(5)
+    shared = backend.generate_shared(backend.encode(requests_), params)
+    assert plain.shape == shared.shape == (2 * 3, 12)
+    assert torch.equal(plain, shared)
+    assert len({tuple(row.tolist()) for row in shared}) > 2  # the K samples do differ
+
+
+def test_split_prompts_right_aligns_the_prefix_and_masks_the_padding():
+    inputs = {
+        "input_ids": torch.tensor([[0, 0, 5, 6, 7], [1, 2, 3, 4, 9]]),
+        "attention_mask": torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]]),
+        "mm_token_type_ids": torch.tensor([[0, 0, 1, 0, 0], [0, 1, 1, 0, 0]]),
+        "pixel_values": torch.ones(3, 2),
+    }
+    prefill, cont = split_prompts(inputs, pad_token_id=0)
+    assert "attention_mask" not in prefill and torch.equal(
+        prefill["pixel_values"], torch.ones(3, 2)
+    )
+    assert prefill["input_ids"].tolist() == [[5, 6, 0, 0], [1, 2, 3, 4]]
+    assert prefill["mm_token_type_ids"].tolist() == [[1, 0, 0, 0], [0, 1, 1, 0]]
+    assert cont["input_ids"].tolist() == [[5, 6, 0, 0, 7], [1, 2, 3, 4, 9]]
+    assert cont["attention_mask"].tolist() == [[1, 1, 0, 0, 1], [1, 1, 1, 1, 1]]
+    assert cont["mm_token_type_ids"].tolist() == [[1, 0, 0, 0, 0], [0, 1, 1, 0, 0]]
+    with pytest.raises(ValueError, match="two tokens"):
+        split_prompts({**inputs, "attention_mask": torch.tensor([[0, 0, 0, 0, 1]] * 2)}, 0)
 
 
 def test_sampling_is_seeded_and_returns_k_texts_per_request(backend, requests_):
@@ -110,3 +147,108 @@ def test_video_frames(backend, requests_):
 def test_dtype_choice():
     assert pick_dtype(torch.device("cpu")) == torch.float32
     assert pick_dtype(torch.device("cpu"), "bfloat16") == torch.bfloat16
+
+
+SMALL_FRAMES = 64 * 28 * 28  # 64 vision tokens a frame: quick tests of decoding
+
+
+@pytest.fixture(scope="module")
+def small_backend(tiny_model_path):
+    return HFBackend(str(tiny_model_path), batch_size=2, max_pixels=SMALL_FRAMES)
+
+
+@pytest.fixture(scope="module")
+def default_cache_backend(tiny_model_path):
+    return HFBackend(
+        str(tiny_model_path), batch_size=2, max_pixels=SMALL_FRAMES, preallocate_cache=False
+    )
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        SamplingParams(k=1, temperature=0.0, max_new_tokens=16),
+        SamplingParams(k=1, temperature=0.8, max_new_tokens=16, seed=7, min_new_tokens=16),
+        SamplingParams(k=3, temperature=0.8, max_new_tokens=16, seed=7),  # shared prefill
+    ],
+    ids=["greedy", "sampled", "sampled-k3-shared-prefill"],
+)
+def test_preallocated_cache_gives_bitwise_the_tokens_of_the_default_cache(
+    small_backend, default_cache_backend, requests_, params
+):
+    backend = small_backend
+    assert backend.preallocate_cache and not default_cache_backend.preallocate_cache
+    for method in ("generate_plain", "generate_shared"):
+        torch.manual_seed(params.seed or 0)
+        ours = getattr(backend, method)(backend.encode(requests_), params)
+        torch.manual_seed(params.seed or 0)
+        theirs = getattr(default_cache_backend, method)(
+            default_cache_backend.encode(requests_), params
+        )
+        assert ours.shape == theirs.shape == (2 * params.k, 16), method
+        assert torch.equal(ours, theirs), method
+
+
+def test_batched_greedy_equals_one_request_at_a_time(small_backend, requests_):
+    backend = small_backend
+    params = SamplingParams(k=1, temperature=0.0, max_new_tokens=16, min_new_tokens=16)
+    batched = backend.generate(requests_, params)
+    assert batched[0].timings["batch_size"] == 2.0
+    alone = [backend.generate([r], params)[0] for r in requests_]
+    assert alone[0].timings["batch_size"] == 1.0
+    assert [r.texts for r in batched] == [r.texts for r in alone]
+
+
+def test_preallocated_layer_writes_in_place_and_grows_when_full():
+    torch.manual_seed(0)
+    layer = PreallocatedLayer(headroom=3)
+    prompt = torch.randn(2, 2, 5, 4), torch.randn(2, 2, 5, 4)
+    keys, values = layer.update(*prompt)
+    assert torch.equal(keys, prompt[0]) and torch.equal(values, prompt[1])
+    buffer = layer.key_buffer
+    assert buffer.shape == (2, 2, 8, 4)
+    steps = [(torch.randn(2, 2, 1, 4), torch.randn(2, 2, 1, 4)) for _ in range(5)]
+    for i, step in enumerate(steps):
+        keys, values = layer.update(*step)
+        if i < 3:  # within the headroom: no new buffer
+            assert layer.key_buffer is buffer
+    assert layer.key_buffer is not buffer  # grown once the headroom was used up
+    want_k = torch.cat([prompt[0], *(k for k, _ in steps)], dim=-2)
+    want_v = torch.cat([prompt[1], *(v for _, v in steps)], dim=-2)
+    assert torch.equal(keys, want_k) and torch.equal(values, want_v)
+    assert layer.get_seq_length() == 10
+
+
+def test_preallocated_layer_after_batch_changes():
+    torch.manual_seed(0)
+    layer = PreallocatedLayer(headroom=4)
+    k0, v0 = torch.randn(2, 1, 3, 4), torch.randn(2, 1, 3, 4)
+    layer.update(k0, v0)
+    layer.batch_repeat_interleave(2)  # shared prefill: B -> B*K rows, room kept
+    assert layer.keys.shape == (4, 1, 3, 4) and layer.key_buffer.shape == (4, 1, 7, 4)
+    k1, v1 = torch.randn(4, 1, 1, 4), torch.randn(4, 1, 1, 4)
+    keys, _ = layer.update(k1, v1)
+    assert torch.equal(keys, torch.cat([k0.repeat_interleave(2, 0), k1], dim=-2))
+    layer.batch_select_indices(torch.tensor([3, 0]))  # replaces the states: next update copies
+    k2, v2 = torch.randn(2, 1, 1, 4), torch.randn(2, 1, 1, 4)
+    keys, values = layer.update(k2, v2)
+    want = torch.cat([k0.repeat_interleave(2, 0), k1], dim=-2)[[3, 0]]
+    assert torch.equal(keys, torch.cat([want, k2], dim=-2))
+    assert values.shape == (2, 1, 5, 4)
+    layer.crop(-2)
+    assert layer.get_seq_length() == 3
+    keys, _ = layer.update(k2, v2)
+    assert torch.equal(keys, torch.cat([want[:, :, :3], k2], dim=-2))
+
+
+def test_preallocated_cache_builds_one_layer_per_model_layer(backend, requests_):
+    cache = PreallocatedCache(headroom=4)
+    inputs = backend.encode(requests_[1:])
+    with torch.inference_mode():
+        backend.model(**inputs, use_cache=True, past_key_values=cache)
+    n_layers = backend.model.config.text_config.num_hidden_layers
+    assert len(cache.layers) == n_layers
+    assert all(isinstance(layer, PreallocatedLayer) for layer in cache.layers)
+    length = inputs["input_ids"].shape[1]
+    assert cache.get_seq_length() == length
+    assert cache.layers[0].key_buffer.shape[-2] == length + 4
