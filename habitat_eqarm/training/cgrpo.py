@@ -46,6 +46,7 @@ from habitat_eqarm.rewards.backends.hf import pixel_size
 from habitat_eqarm.rewards.prompts import REWARD_MODEL_PROMPT, build_messages, prompt_text
 from habitat_eqarm.training.augment import jumble_reasoning, mask_frames, non_identity_permutation
 from habitat_eqarm.training.cgrpo_config import CGRPOConfig
+from habitat_eqarm.training.checkpoints import ResumeWeights
 from habitat_eqarm.training.rewards import (
     AccuracyReward,
     FormatReward,
@@ -151,7 +152,7 @@ def _draw_seed(*parts: Any) -> int:
     return int.from_bytes(digest[:8], "little")
 
 
-class CGRPOTrainer(GRPOTrainer):
+class CGRPOTrainer(ResumeWeights, GRPOTrainer):
     """TRL's ``GRPOTrainer`` with C-GRPO's contrasts (see the module doc)."""
 
     def __init__(self, model: Any, args: CGRPOConfig, **kwargs: Any) -> None:

@@ -201,13 +201,17 @@ def train_rft(cfg: RFTConfig, callbacks: list | None = None):
 
     from habitat_eqarm.training.checkpoints import (
         CompleteCheckpointMarker,
+        ResumeWeights,
         last_complete_checkpoint,
     )
+
+    class RFTTrainer(ResumeWeights, SFTTrainer):
+        """TRL's SFTTrainer whose resume loads every weight (see ResumeWeights)."""
 
     dataset, processor, stats = prepare(cfg)
     if len(dataset) == 0:
         raise ValueError(f"RFT: no candidate survived the filter ({stats.to_dict()})")
-    trainer = SFTTrainer(
+    trainer = RFTTrainer(
         model=cfg.model_name_or_path,
         args=cfg,
         train_dataset=dataset,
