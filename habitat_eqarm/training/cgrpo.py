@@ -53,7 +53,7 @@ from habitat_eqarm.training.rewards import (
     cgrpo_terms,
     completion_score,
 )
-from habitat_eqarm.training.rft import attach_images, example_tokens
+from habitat_eqarm.training.rft import attach_images, drop_longer, example_tokens
 
 MALFORMED = -1.0  # a score slot of a malformed evaluation; NaN marks an inactive contrast
 
@@ -124,14 +124,10 @@ def prepare(cfg: CGRPOConfig) -> tuple[Any, Any, CGRPOStats]:
     processor = AutoProcessor.from_pretrained(cfg.model_name_or_path)
     processor.image_processor.size = pixel_size(cfg.max_pixels)  # TRL has no max_pixels option
     dataset = Dataset.from_list(rows).with_transform(attach_images) if rows else None
-    if dataset is not None and cfg.max_prompt_tokens is not None:
-        keep = [
-            i
-            for i in range(len(dataset))
-            if prompt_tokens(dataset[i], processor, cfg) <= cfg.max_prompt_tokens
-        ]
-        stats.skipped_too_long = len(dataset) - len(keep)
-        dataset = dataset.select(keep)
+    if dataset is not None:
+        dataset, stats.skipped_too_long = drop_longer(
+            dataset, cfg.max_prompt_tokens, lambda example: prompt_tokens(example, processor, cfg)
+        )
     stats.kept = len(dataset) if dataset is not None else 0
     atomic_write_text(
         Path(cfg.output_dir) / "cgrpo_stats.json", json.dumps(stats.to_dict(), indent=2) + "\n"

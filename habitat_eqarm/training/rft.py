@@ -15,9 +15,12 @@ Instances without ``gt_score`` or whose frames cannot be read are skipped and co
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from trl import SFTTrainer
 
 from habitat_eqarm.bench.evaluate import EvalSettings, SampleCache, load_instances, sample_all
 from habitat_eqarm.data.episode import EpisodeMemory
@@ -26,6 +29,7 @@ from habitat_eqarm.data.schema import EQAInstance
 from habitat_eqarm.rewards.backends.hf import pixel_size
 from habitat_eqarm.rewards.model import Judgement
 from habitat_eqarm.rewards.prompts import REWARD_MODEL_PROMPT, build_messages
+from habitat_eqarm.training.checkpoints import ResumeWeights
 from habitat_eqarm.training.rewards import rejective_filter
 from habitat_eqarm.training.rft_config import RFTConfig
 
@@ -151,15 +155,22 @@ def build_sft_dataset(rows: list[dict[str, Any]], processor: Any, cfg: RFTConfig
     from datasets import Dataset
 
     dataset = Dataset.from_list(rows).with_transform(attach_images)
-    if cfg.max_tokens is None:
-        return dataset
-    keep = [
-        i
-        for i in range(len(dataset))
-        if example_tokens(dataset[i], processor, cfg) <= cfg.max_tokens
-    ]
-    stats.skipped_too_long += len(dataset) - len(keep)
-    return dataset.select(keep)
+    dataset, dropped = drop_longer(
+        dataset, cfg.max_tokens, lambda example: example_tokens(example, processor, cfg)
+    )
+    stats.skipped_too_long += dropped
+    return dataset
+
+
+def drop_longer(dataset: Any, limit: int | None, tokens: Callable[[dict], int]) -> tuple[Any, int]:
+    """The rows of ``dataset`` with at most ``limit`` tokens, and how many were dropped.
+
+    Truncating instead would cut through image tokens, which Qwen2-VL cannot run.
+    """
+    if limit is None:
+        return dataset, 0
+    keep = [i for i in range(len(dataset)) if tokens(dataset[i]) <= limit]
+    return dataset.select(keep), len(dataset) - len(keep)
 
 
 def example_tokens(example: dict[str, Any], processor: Any, cfg: RFTConfig) -> int:
@@ -191,22 +202,20 @@ def prepare(cfg: RFTConfig) -> tuple[Any, Any, RFTStats]:
     return dataset, processor, stats
 
 
+class RFTTrainer(ResumeWeights, SFTTrainer):
+    """TRL's ``SFTTrainer`` whose resume loads every weight (see ``ResumeWeights``)."""
+
+
 def train_rft(cfg: RFTConfig, callbacks: list | None = None):
     """Run RFT end to end; returns the trainer (the model is saved in ``output_dir``).
 
     Resumes from the newest complete checkpoint in ``output_dir`` when there is one.
     ``callbacks``: extra ``transformers.TrainerCallback`` objects.
     """
-    from trl import SFTTrainer
-
     from habitat_eqarm.training.checkpoints import (
         CompleteCheckpointMarker,
-        ResumeWeights,
         last_complete_checkpoint,
     )
-
-    class RFTTrainer(ResumeWeights, SFTTrainer):
-        """TRL's SFTTrainer whose resume loads every weight (see ResumeWeights)."""
 
     dataset, processor, stats = prepare(cfg)
     if len(dataset) == 0:
