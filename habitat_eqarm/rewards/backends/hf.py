@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from transformers import LogitsProcessorList
 from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 
 from habitat_eqarm.rewards.backends.base import (
@@ -38,6 +39,8 @@ from habitat_eqarm.rewards.backends.base import (
     SamplingParams,
     register_backend,
 )
+from habitat_eqarm.rewards.backends.cpu_memory import retain_cpu_memory
+from habitat_eqarm.rewards.backends.sampling import NucleusSampler
 
 #: Model types whose cached continuation we verified to match plain generation.
 SHARED_PREFILL_MODEL_TYPES = ("qwen2_vl", "qwen2_5_vl")
@@ -65,6 +68,38 @@ def pick_dtype(device: torch.device, dtype: str | torch.dtype | None = None) -> 
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.bfloat16
     return torch.float32
+
+
+def linear_patch_embed(model: torch.nn.Module) -> bool:
+    """Run the vision tower's patch embedding as the matrix product it is; True if done.
+
+    Qwen2-VL's processor cuts each frame into flattened patches of ``channels x t x p x p``
+    values, and the tower embeds them with a ``Conv3d`` whose kernel equals its stride: one
+    output per patch, i.e. ``patches @ weight.view(out, -1).T``. The convolution kernel is
+    several times slower than that product on CPU (55 vs 14 ms for the 15,840 patches of
+    8 x 5 frames at 320x240 in the benchmark's tiny model; vLLM also runs this layer as a
+    linear). The forward method of the one module instance is replaced; the weight is shared,
+    not copied, so the checkpoint and its state dict are unchanged. Models without such a
+    layer are left alone.
+    """
+    embed = getattr(getattr(getattr(model, "model", model), "visual", None), "patch_embed", None)
+    proj = getattr(embed, "proj", None)
+    if not (
+        isinstance(proj, torch.nn.Conv3d)
+        and tuple(proj.kernel_size) == tuple(proj.stride)
+        and tuple(proj.padding) == (0, 0, 0)
+        and proj.groups == 1
+        and proj.weight.is_contiguous()
+    ):
+        return False
+
+    def forward(hidden_states: torch.Tensor) -> torch.Tensor:
+        weight = proj.weight.view(proj.out_channels, -1)  # per call: follows .to() moves
+        flat = hidden_states.reshape(-1, weight.shape[1]).to(dtype=weight.dtype)
+        return torch.nn.functional.linear(flat, weight, proj.bias)
+
+    embed.forward = forward
+    return True
 
 
 class PreallocatedLayer(DynamicLayer):
@@ -174,6 +209,11 @@ class HFBackend(RewardBackend):
     that cache (see module doc); None (auto: on for the model types we verified), True or False;
     batches of text-only requests always decode plainly.
     ``preallocate_cache``: decode into a :class:`PreallocatedCache` (same auto rule).
+    ``fast_patch_embed``: run the vision patch embedding as a matrix product
+    (:func:`linear_patch_embed`).
+    ``retain_memory``: on CPU, keep large allocations in the heap rather than page-faulting
+    them afresh each batch (:func:`.cpu_memory.retain_cpu_memory`, process-wide); None: on
+    when the device is the CPU.
     ``batch_size``: requests per forward pass. ``max_pixels`` caps each frame (the paper uses
     401,408). Extra keyword arguments go to ``from_pretrained`` (e.g. ``attn_implementation``).
     """
@@ -190,6 +230,8 @@ class HFBackend(RewardBackend):
         max_pixels: int = 401_408,
         share_prefill: bool | None = None,
         preallocate_cache: bool | None = None,
+        fast_patch_embed: bool = True,
+        retain_memory: bool | None = None,
         **load_kwargs: Any,
     ) -> None:
         from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -198,6 +240,10 @@ class HFBackend(RewardBackend):
         self.device = pick_device(device)
         self.dtype = pick_dtype(self.device, dtype)
         self.batch_size = max(1, int(batch_size))
+        if retain_memory or (retain_memory is None and self.device.type == "cpu"):
+            self.retains_memory = retain_cpu_memory()
+        else:
+            self.retains_memory = False
         self.max_pixels = int(max_pixels)
         self.processor = AutoProcessor.from_pretrained(self.model_id)
         self.processor.tokenizer.padding_side = "left"  # generation continues on the right
@@ -209,6 +255,7 @@ class HFBackend(RewardBackend):
         verified = model_type in SHARED_PREFILL_MODEL_TYPES
         self.share_prefill = verified if share_prefill is None else share_prefill
         self.preallocate_cache = verified if preallocate_cache is None else preallocate_cache
+        self.linear_patch_embed = linear_patch_embed(self.model) if fast_patch_embed else False
 
     # -- inputs ---------------------------------------------------------------------------------
 
@@ -246,13 +293,31 @@ class HFBackend(RewardBackend):
             return {}
         return {"past_key_values": PreallocatedCache(params.max_new_tokens)}
 
-    def _sampling_kwargs(self, params: SamplingParams) -> dict[str, Any]:
+    def _sampling_kwargs(self, params: SamplingParams, *, multinomial: bool) -> dict[str, Any]:
+        """``generate`` arguments. Sampling runs in a :class:`NucleusSampler` (exact top-p without
+        a sort, see :mod:`.sampling`), which leaves one finite logit per row; ``generate`` then
+        selects it by argmax, or, where ``num_return_sequences`` needs sampling mode
+        (``multinomial``), by a draw from that one-hot distribution. transformers' own
+        temperature, top-p and top-k are off (they would override the checkpoint's defaults,
+        e.g. Qwen2-VL-Instruct's top_k=1, either way).
+        """
         greedy = params.temperature <= 0
-        kwargs: dict[str, Any] = {"max_new_tokens": params.max_new_tokens, "do_sample": not greedy}
+        do_sample = multinomial and not greedy
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": params.max_new_tokens,
+            "do_sample": do_sample,
+            "temperature": 1.0,
+            "top_p": 1.0,
+            # 0 turns top-k off when sampling; without sampling it is unused, and 50 (its
+            # default) keeps transformers from warning about a sampling-only flag
+            "top_k": 0 if do_sample else 50,
+        }
         if params.min_new_tokens:
             kwargs["min_new_tokens"] = params.min_new_tokens
-        if not greedy:
-            kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=0)
+        if not greedy:  # a fresh sampler per call: its seed comes from torch's generator
+            kwargs["logits_processor"] = LogitsProcessorList(
+                [NucleusSampler(params.temperature, params.top_p)]
+            )
         return kwargs
 
     @torch.inference_mode()
@@ -264,11 +329,12 @@ class HFBackend(RewardBackend):
         Greedy decoding gives K identical samples, so it runs once and repeats the tokens.
         """
         greedy = params.temperature <= 0
+        sampling = self._sampling_kwargs(params, multinomial=not greedy and params.k > 1)
         out = self.model.generate(
             **inputs,
             num_return_sequences=1 if greedy else params.k,
             **self.new_cache(params),
-            **self._sampling_kwargs(params),
+            **sampling,
         )
         new = out[:, inputs["input_ids"].shape[1] :]
         return new.repeat_interleave(params.k, dim=0) if greedy else new
@@ -282,6 +348,7 @@ class HFBackend(RewardBackend):
         """
         greedy = params.temperature <= 0
         k = 1 if greedy else params.k
+        sampling = self._sampling_kwargs(params, multinomial=False)
         prefill_inputs, cont = split_prompts(inputs, self.processor.tokenizer.pad_token_id)
         prefill = self.model(
             **prefill_inputs, use_cache=True, logits_to_keep=1, **self.new_cache(params)
@@ -292,7 +359,7 @@ class HFBackend(RewardBackend):
             cache.batch_repeat_interleave(k)
             inner.rope_deltas = inner.rope_deltas.repeat_interleave(k, dim=0)
             cont = {name: value.repeat_interleave(k, dim=0) for name, value in cont.items()}
-        out = self.model.generate(**cont, past_key_values=cache, **self._sampling_kwargs(params))
+        out = self.model.generate(**cont, past_key_values=cache, **sampling)
         new = out[:, cont["input_ids"].shape[1] :]
         return new.repeat_interleave(params.k, dim=0) if greedy else new
 

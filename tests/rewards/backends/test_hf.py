@@ -8,6 +8,7 @@ from habitat_eqarm.rewards.backends.hf import (
     HFBackend,
     PreallocatedCache,
     PreallocatedLayer,
+    linear_patch_embed,
     pick_dtype,
     split_prompts,
 )
@@ -252,3 +253,28 @@ def test_preallocated_cache_builds_one_layer_per_model_layer(backend, requests_)
     length = inputs["input_ids"].shape[1]
     assert cache.get_seq_length() == length
     assert cache.layers[0].key_buffer.shape[-2] == length + 4
+
+
+def test_linear_patch_embed_matches_the_convolution(tiny_model_path, backend, requests_):
+    """The patch embedding as a matrix product: same features, same greedy tokens, same
+    weights (shared, not copied)."""
+    conv = HFBackend(str(tiny_model_path), batch_size=2, fast_patch_embed=False)
+    assert backend.linear_patch_embed and not conv.linear_patch_embed
+    inputs = backend.encode(requests_)
+    with torch.inference_mode():
+        fast = backend.model.model.visual.patch_embed(inputs["pixel_values"])
+        slow = conv.model.model.visual.patch_embed(inputs["pixel_values"])
+    assert fast.shape == slow.shape == (inputs["pixel_values"].shape[0], slow.shape[1])
+    torch.testing.assert_close(fast, slow, atol=1e-5, rtol=1e-4)
+    params = SamplingParams(k=1, temperature=0.0, max_new_tokens=8)
+    assert torch.equal(
+        backend.generate_shared(inputs, params),
+        conv.generate_shared(conv.encode(requests_), params),
+    )
+    proj = backend.model.model.visual.patch_embed.proj
+    assert "model.visual.patch_embed.proj.weight" in backend.model.state_dict()
+    assert (
+        proj.weight.data_ptr()
+        == backend.model.state_dict()["model.visual.patch_embed.proj.weight"].data_ptr()
+    )
+    assert not linear_patch_embed(torch.nn.Linear(2, 2))  # nothing to replace: left alone
