@@ -215,16 +215,21 @@ class EpisodeMemoryRecorder:
         depth_arr = None if depth is None else np.asarray(depth)
         index = self.steps
         self.steps += 1
-        if self._writer is not None:
-            self._writer.put(
-                index, frame.copy(), None if depth_arr is None else depth_arr.copy(), pose_arr
-            )
-        if index % self.stride:
+        kept = index % self.stride == 0
+        if self._writer is None and not kept:
             return
-        self.frames.append(frame.copy())
+        # One copy (the caller may reuse its buffer), shared by the writer and the buffer:
+        # neither modifies it.
+        frame = frame.copy()
+        depth_arr = None if depth_arr is None else depth_arr.copy()
+        if self._writer is not None:
+            self._writer.put(index, frame, depth_arr, pose_arr)
+        if not kept:
+            return
+        self.frames.append(frame)
         self.step_indices.append(index)
         if depth_arr is not None:
-            self.depth.append(depth_arr.copy())
+            self.depth.append(depth_arr)
         if pose_arr is not None:
             self.poses.append(pose_arr)
         if len(self.frames) > self.max_frames:

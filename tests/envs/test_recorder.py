@@ -74,3 +74,23 @@ def test_bad_frames_and_settings():
         EpisodeMemoryRecorder(write_format="gif")
     with pytest.raises(ValueError, match="a name is needed"):
         EpisodeMemoryRecorder(out_dir="x").start()
+
+
+def test_a_reused_observation_buffer_does_not_change_what_was_recorded(tmp_path):
+    """Simulators hand out the same buffer every step: the recorder keeps and writes copies
+    (one per step, shared by the kept frames and the writer)."""
+    buffer = frame(0)
+    depth = np.zeros((8, 8), np.uint16)
+    recorder = EpisodeMemoryRecorder(max_frames=8, out_dir=tmp_path)
+    recorder.start("ep")
+    for t in range(4):
+        buffer[...] = t + 1
+        depth[...] = 10 * (t + 1)
+        recorder.add(buffer, depth=depth)
+    buffer[...] = 99
+    depth[...] = 999
+    kept = recorder.memory()
+    written = EpisodeMemory.from_path(recorder.finish())
+    for memory in (kept, written):
+        assert [int(f[0, 0, 0]) for f in memory.frames()] == [1, 2, 3, 4]
+        assert [int(d[0, 0]) for d in memory.depth(list(range(4)))] == [10, 20, 30, 40]
