@@ -17,11 +17,16 @@ time at the end is reported separately.
 
 Critiques are forced to a fixed length (``--tokens``, default 128: a short critique; the paper
 allows 768) so that both modes decode the same number of tokens. ``--threads`` sets torch's
-intra-op threads for both modes (default 1: on a small shared CPU, splitting these small ops
-across threads costs more than it gives, and an oversubscribed machine stalls the threads).
+intra-op threads for both modes; the default (0) leaves torch's own choice, one per core, as a
+user gets it. On a busy machine ``--threads 1`` is steadier: oversubscribed cores stall the
+threads of a parallel op.
+
+The hf backend's CPU settings are those a user gets: sort-free top-p sampling, the patch
+embedding as a matrix product, and glibc heap retention (``--retain-memory off`` measures
+without it; it is process-wide, so an A/B needs two runs).
 
 Usage: python benchmarks/vector_reward.py [--envs 8] [--rounds 7] [--k 1] [--tokens 128]
-[--threads 1] [--breakdown] [--no-recorder]
+[--threads 0] [--breakdown] [--no-recorder] [--retain-memory auto|on|off]
 ``--breakdown`` adds where one call's time goes, stage by stage, batched vs per-env.
 Prints Markdown tables, then one JSON object as the last line.
 """
@@ -347,7 +352,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7, help="timed rounds per mode")
     parser.add_argument("--k", type=int, default=1, help="samples per episode (wrapper default)")
     parser.add_argument("--tokens", type=int, default=128, help="critique length (fixed)")
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)"
+    )
     parser.add_argument(
         "--no-recorder", action="store_true", help="skip part 2 (no recorder fields in the JSON)"
     )
@@ -362,12 +369,22 @@ def main() -> None:
         default="auto",
         help="the hf backend's preallocated KV cache (auto: on for Qwen2-VL), for A/B checks",
     )
+    parser.add_argument(
+        "--retain-memory",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="the hf backend's glibc heap retention on CPU (auto: on), for A/B checks",
+    )
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    args.threads = torch.get_num_threads()
     with tempfile.TemporaryDirectory() as tmp:
         extra = {}
         if args.preallocate_cache != "auto":
             extra["preallocate_cache"] = args.preallocate_cache == "on"
+        if args.retain_memory != "auto":
+            extra["retain_memory"] = args.retain_memory == "on"
         model = EQARewardModel.from_pretrained(
             str(make_tiny_model(tmp)), batch_size=args.envs, **extra
         )
@@ -375,6 +392,8 @@ def main() -> None:
         if args.breakdown:
             vector["breakdown"] = breakdown_part(model, args)
     vector["preallocated_cache"] = getattr(model.backend, "preallocate_cache", False)
+    vector["retains_memory"] = getattr(model.backend, "retains_memory", False)
+    vector["linear_patch_embed"] = getattr(model.backend, "linear_patch_embed", False)
     print(
         "| sub-envs | K | tokens | threads | batched eps/s | per-env eps/s | speedup "
         "| paired median | CPU-time speedup | load (1 min) |"
