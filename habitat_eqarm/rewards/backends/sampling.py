@@ -10,9 +10,11 @@ and one uniform number per draw: it draws a token from the full (temperature-sca
 distribution by inverse CDF, and accepts it when it is in the nucleus, i.e. when the tokens more
 probable than it hold less than ``top_p`` of the mass (transformers' rule: the smallest set of
 most probable tokens whose mass reaches ``top_p``, the most probable always kept). A rejected
-row draws again. A draw is accepted with probability equal to the nucleus mass, at least
-``top_p``, so a row needs ``1 / top_p`` draws on average. Conditioning the full distribution
-on the nucleus is the renormalised nucleus distribution, which is what transformers samples.
+row draws again. Conditioning the full distribution on the nucleus is the renormalised
+nucleus distribution, which is what transformers samples. A draw is accepted with probability
+equal to the nucleus mass, at least ``top_p``, so a row needs ``1 / top_p`` draws on average;
+the few rows still rejected after :data:`REJECTION_ROUNDS` (a small ``top_p`` over a flat
+distribution) are sampled by sorting.
 (FlashInfer's GPU sampling kernels also sample top-p by rejection rather than by sorting.)
 
 Tokens of equal probability at the nucleus' edge are all kept here; a sort keeps some of them
@@ -30,6 +32,11 @@ from __future__ import annotations
 import torch
 from transformers import LogitsProcessor
 
+#: Rounds of rejection before the rows still pending are sampled by sorting. A round accepts a
+#: row with probability equal to its nucleus mass (>= top_p): at top_p = 0.9, 8 rounds leave a
+#: row pending with probability <= 1e-8.
+REJECTION_ROUNDS = 8
+
 
 def sample_top_p(
     logits: torch.Tensor,
@@ -40,7 +47,9 @@ def sample_top_p(
 ) -> torch.Tensor:
     """One token per row of ``logits`` ``(B, V)``: softmax(logits / temperature), top-p.
 
-    ``-inf`` logits (tokens a processor forbade) are never drawn. Returns a ``(B,)`` long tensor.
+    ``-inf`` logits (tokens a processor forbade) are never drawn. Rows still rejected after
+    :data:`REJECTION_ROUNDS` rounds (a small nucleus in a flat distribution) are sampled by
+    sorting, as transformers does. Returns a ``(B,)`` long tensor.
     """
     if logits.ndim != 2:
         raise ValueError(f"logits must be (batch, vocab), got shape {tuple(logits.shape)}")
@@ -51,27 +60,54 @@ def sample_top_p(
     probs = torch.softmax(logits.float() / temperature, dim=-1)
     cdf = probs.cumsum(dim=-1)
     out = torch.empty(probs.shape[0], dtype=torch.long, device=probs.device)
-    pending = None  # rows still to draw: all at first, then the rejected ones
-    while True:
-        u = torch.rand((cdf.shape[0], 1), generator=generator, device=cdf.device, dtype=cdf.dtype)
-        # right=True: the first index whose cdf exceeds u, so a zero-probability token (its cdf
-        # equal to its predecessor's) is never chosen; the clamp guards u * total rounding up.
-        tokens = torch.searchsorted(cdf, u * cdf[:, -1:], right=True)
-        tokens = tokens.clamp_(max=probs.shape[1] - 1)
-        if top_p >= 1.0:
-            accepted = None
-        else:  # in the nucleus: the tokens more probable than it hold less than top_p
-            drawn = probs.gather(1, tokens)
-            accepted = (probs * (probs > drawn)).sum(dim=-1) < top_p
+    pending = None  # the rows still to draw: all of them at first, then the rejected ones
+    for _ in range(REJECTION_ROUNDS):
+        tokens = _inverse_cdf(cdf, generator).clamp_(max=probs.shape[1] - 1)
+        drawn = probs.gather(1, tokens)
+        # drawn > 0: u * total may round up to the total, and the clamp then picks the last
+        # token, which may be forbidden; such a draw is rejected like one outside the nucleus
+        accepted = drawn > 0
+        if top_p < 1.0:  # in the nucleus: the tokens more probable than it hold < top_p
+            accepted &= (probs * (probs > drawn)).sum(dim=-1, keepdim=True) < top_p
         if pending is None:
             out.copy_(tokens[:, 0])
             pending = torch.arange(probs.shape[0], device=probs.device)
         else:
-            out[pending] = tokens[:, 0]  # rejected rows drew again
-        if accepted is None or bool(accepted.all()):
+            out[pending] = tokens[:, 0]  # rejected rows are overwritten by a later round
+        if bool(accepted.all()):
             return out
-        rejected = ~accepted
+        rejected = ~accepted[:, 0]
         pending, probs, cdf = pending[rejected], probs[rejected], cdf[rejected]
+    # NaN logits, or a row of -inf only, give NaN probabilities: never accepted, they end here
+    if not bool(torch.isfinite(cdf[:, -1]).all()):
+        raise ValueError("top-p sampling: the logits hold NaN, or every token is -inf in a row")
+    if pending is None:  # REJECTION_ROUNDS = 0
+        pending = torch.arange(probs.shape[0], device=probs.device)
+    out[pending] = _sorted_top_p(probs, top_p, generator)
+    return out
+
+
+def _inverse_cdf(cdf: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """One draw per row ``(rows, 1)`` from the unnormalised cumulative distribution ``cdf``.
+
+    ``right=True``: the first index whose cdf exceeds u, so a zero-probability token (its cdf
+    equal to its predecessor's) is never chosen.
+    """
+    u = torch.rand((cdf.shape[0], 1), generator=generator, device=cdf.device, dtype=cdf.dtype)
+    return torch.searchsorted(cdf, u * cdf[:, -1:], right=True)
+
+
+def _sorted_top_p(
+    probs: torch.Tensor, top_p: float, generator: torch.Generator | None
+) -> torch.Tensor:
+    """transformers' way: sort each row, keep the prefix whose earlier mass is < top_p, draw."""
+    sorted_probs, order = probs.sort(dim=-1, descending=True)
+    earlier = sorted_probs.cumsum(dim=-1) - sorted_probs
+    in_nucleus = earlier < top_p  # a prefix of each row; the first token always
+    kept = torch.where(in_nucleus, sorted_probs, 0.0)
+    last = in_nucleus.sum(dim=-1, keepdim=True) - 1  # u * total rounding up stays inside
+    position = torch.minimum(_inverse_cdf(kept.cumsum(dim=-1), generator), last)
+    return order.gather(1, position)[:, 0]
 
 
 class NucleusSampler(LogitsProcessor):

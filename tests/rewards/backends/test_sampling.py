@@ -6,6 +6,7 @@ import pytest
 import torch
 from transformers.generation.logits_process import TemperatureLogitsWarper, TopPLogitsWarper
 
+from habitat_eqarm.rewards.backends import sampling
 from habitat_eqarm.rewards.backends.sampling import NucleusSampler, sample_top_p
 
 
@@ -89,3 +90,34 @@ def test_processor_leaves_only_the_drawn_token():
     first = NucleusSampler(0.8, 0.9)(None, logits.clone())
     torch.manual_seed(11)
     assert torch.equal(NucleusSampler(0.8, 0.9)(None, logits.clone()), first)
+
+
+@pytest.mark.parametrize(("temperature", "top_p"), [(0.8, 0.9), (1.0, 0.3)])
+def test_the_sorting_fallback_draws_the_same_distribution(monkeypatch, temperature, top_p):
+    """Rows rejected for REJECTION_ROUNDS rounds are sampled by sorting: with no rounds at all,
+    every row goes that way, and the draws still follow transformers' distribution."""
+    monkeypatch.setattr(sampling, "REJECTION_ROUNDS", 0)
+    gen = torch.Generator().manual_seed(4)
+    vocab, n = 30, 60_000
+    logits = torch.randn(1, vocab, generator=gen) * 2
+    expected = transformers_distribution(logits, temperature, top_p)[0].double()
+    tokens = sample_top_p(
+        logits.expand(n, vocab).contiguous(), temperature=temperature, top_p=top_p, generator=gen
+    )
+    freq = torch.bincount(tokens, minlength=vocab).double() / n
+    assert set(torch.nonzero(freq).flatten().tolist()) <= set(
+        torch.nonzero(expected).flatten().tolist()
+    )
+    sigma = torch.sqrt(expected * (1 - expected) / n)
+    assert torch.all((freq - expected).abs() <= 5 * sigma + 1e-9)
+
+
+def test_small_nucleus_in_a_flat_distribution_and_bad_logits():
+    gen = torch.Generator().manual_seed(5)
+    flat = torch.zeros(64, 5000)
+    flat[:, 7] = 0.5  # the most probable token, by a little: top_p this small keeps only it
+    assert sample_top_p(flat, top_p=1e-4, generator=gen).eq(7).all()
+    with pytest.raises(ValueError, match="NaN"):
+        sample_top_p(torch.tensor([[0.0, float("nan")]]), top_p=0.9)
+    with pytest.raises(ValueError, match="NaN"):
+        sample_top_p(torch.full((1, 3), float("-inf")), top_p=0.9)
