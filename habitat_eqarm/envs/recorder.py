@@ -211,7 +211,8 @@ class EpisodeMemoryRecorder:
             raise ValueError(
                 f"recorder: a frame must be (H, W, 3) uint8, got {frame.shape} {frame.dtype}"
             )
-        pose_arr = None if pose is None else np.asarray(pose, dtype=np.float64).reshape(4, 4)
+        # np.array copies (asarray would alias a float64 pose buffer the caller reuses)
+        pose_arr = None if pose is None else np.array(pose, dtype=np.float64).reshape(4, 4)
         depth_arr = None if depth is None else np.asarray(depth)
         index = self.steps
         self.steps += 1

@@ -81,16 +81,20 @@ def test_a_reused_observation_buffer_does_not_change_what_was_recorded(tmp_path)
     (one per step, shared by the kept frames and the writer)."""
     buffer = frame(0)
     depth = np.zeros((8, 8), np.uint16)
+    pose = np.eye(4)
     recorder = EpisodeMemoryRecorder(max_frames=8, out_dir=tmp_path)
     recorder.start("ep")
     for t in range(4):
         buffer[...] = t + 1
         depth[...] = 10 * (t + 1)
-        recorder.add(buffer, depth=depth)
+        pose[0, 3] = t + 1
+        recorder.add(buffer, depth=depth, pose=pose)
     buffer[...] = 99
     depth[...] = 999
+    pose[0, 3] = 99
     kept = recorder.memory()
     written = EpisodeMemory.from_path(recorder.finish())
     for memory in (kept, written):
         assert [int(f[0, 0, 0]) for f in memory.frames()] == [1, 2, 3, 4]
         assert [int(d[0, 0]) for d in memory.depth(list(range(4)))] == [10, 20, 30, 40]
+        assert [float(p[0, 3]) for p in memory.poses(list(range(4)))] == [1.0, 2.0, 3.0, 4.0]

@@ -15,6 +15,12 @@ library cannot preload an allocator, but it can set glibc's parameters. The sett
 process-wide: the process keeps its peak heap instead of shrinking after each batch. It is a
 no-op (False) where the C library is not glibc. On GPUs, PyTorch's caching allocator already
 reuses memory, and the backend does not call this.
+
+Limits: glibc releases before ~2.30 accept at most 32 MiB for the mmap threshold; it is then
+set to that (:data:`applied_threshold` says which). Threads other than the main one allocate
+from their own arenas, whose heaps hold at most 64 MiB each, so there a single allocation above
+64 MiB is still mapped afresh (e.g. the batch of pixel values when ``EQARMVectorReward`` scores
+in its background thread, or in ``eqarm serve``'s batcher thread); smaller ones are retained.
 """
 
 from __future__ import annotations
@@ -29,14 +35,17 @@ log = logging.getLogger(__name__)
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD = 1 << 30
+LEGACY_MMAP_THRESHOLD = 32 << 20
 TRIM_THRESHOLD = (1 << 31) - 1  # an int parameter: its largest value, ~2 GiB
 
 _done: bool | None = None
+#: The mmap threshold set by :func:`retain_cpu_memory` (bytes), or None.
+applied_threshold: int | None = None
 
 
 def retain_cpu_memory() -> bool:
     """Set glibc's mmap and trim thresholds (see module doc) once per process; True if set."""
-    global _done
+    global _done, applied_threshold
     if _done is not None:
         return _done
     _done = False
@@ -44,16 +53,19 @@ def retain_cpu_memory() -> bool:
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        _done = bool(
-            libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
-            and libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)
+        for threshold in (MMAP_THRESHOLD, LEGACY_MMAP_THRESHOLD):  # older glibc: 32 MiB at most
+            if libc.mallopt(M_MMAP_THRESHOLD, threshold):
+                applied_threshold = threshold
+                break
+        _done = applied_threshold is not None and bool(
+            libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)
         )
     except (OSError, AttributeError) as err:  # no loadable libc or no mallopt: leave it
         log.debug("mallopt unavailable: %s", err)
     if _done:
         log.info(
             "glibc malloc: mmap threshold %d MiB, trim threshold %d MiB (CPU batches reuse heap)",
-            MMAP_THRESHOLD >> 20,
+            (applied_threshold or 0) >> 20,
             TRIM_THRESHOLD >> 20,
         )
     return _done

@@ -24,6 +24,7 @@ The attention sees the same values, so the tokens are bitwise those of the defau
 from __future__ import annotations
 
 import time
+import types
 from collections.abc import Sequence
 from typing import Any
 
@@ -70,6 +71,14 @@ def pick_dtype(device: torch.device, dtype: str | torch.dtype | None = None) -> 
     return torch.float32
 
 
+def _patch_embed_as_linear(self: torch.nn.Module, hidden_states: torch.Tensor) -> torch.Tensor:
+    """A kernel-equals-stride Conv3d patch embedding as ``patches @ weight.view(out, -1).T``."""
+    proj = self.proj  # read per call: follows .to() moves and deep copies
+    weight = proj.weight.reshape(proj.out_channels, -1)
+    flat = hidden_states.reshape(-1, weight.shape[1]).to(dtype=weight.dtype)
+    return torch.nn.functional.linear(flat, weight, proj.bias)
+
+
 def linear_patch_embed(model: torch.nn.Module) -> bool:
     """Run the vision tower's patch embedding as the matrix product it is; True if done.
 
@@ -78,9 +87,11 @@ def linear_patch_embed(model: torch.nn.Module) -> bool:
     output per patch, i.e. ``patches @ weight.view(out, -1).T``. The convolution kernel is
     several times slower than that product on CPU (55 vs 14 ms for the 15,840 patches of
     8 x 5 frames at 320x240 in the benchmark's tiny model; vLLM also runs this layer as a
-    linear). The forward method of the one module instance is replaced; the weight is shared,
-    not copied, so the checkpoint and its state dict are unchanged. Models without such a
-    layer are left alone.
+    linear). The forward method of the one module instance is replaced (a bound method, so a
+    deep copy of the model keeps it, on its own weights); the weight is shared, not copied, so
+    the checkpoint and its state dict are unchanged. Hooks on ``proj`` itself no longer run,
+    which is why this is for inference (the backend), not for training under DeepSpeed ZeRO-3
+    or offloading. Models without such a layer are left alone.
     """
     embed = getattr(getattr(getattr(model, "model", model), "visual", None), "patch_embed", None)
     proj = getattr(embed, "proj", None)
@@ -89,16 +100,9 @@ def linear_patch_embed(model: torch.nn.Module) -> bool:
         and tuple(proj.kernel_size) == tuple(proj.stride)
         and tuple(proj.padding) == (0, 0, 0)
         and proj.groups == 1
-        and proj.weight.is_contiguous()
     ):
         return False
-
-    def forward(hidden_states: torch.Tensor) -> torch.Tensor:
-        weight = proj.weight.view(proj.out_channels, -1)  # per call: follows .to() moves
-        flat = hidden_states.reshape(-1, weight.shape[1]).to(dtype=weight.dtype)
-        return torch.nn.functional.linear(flat, weight, proj.bias)
-
-    embed.forward = forward
+    embed.forward = types.MethodType(_patch_embed_as_linear, embed)
     return True
 
 
@@ -298,8 +302,9 @@ class HFBackend(RewardBackend):
         a sort, see :mod:`.sampling`), which leaves one finite logit per row; ``generate`` then
         selects it by argmax, or, where ``num_return_sequences`` needs sampling mode
         (``multinomial``), by a draw from that one-hot distribution. transformers' own
-        temperature, top-p and top-k are off (they would override the checkpoint's defaults,
-        e.g. Qwen2-VL-Instruct's top_k=1, either way).
+        temperature, top-p and top-k are off, which also overrides the checkpoint's
+        (Qwen2-VL-Instruct ships top_k=1, top_p=0.001); its other settings, such as a
+        repetition penalty, still apply before the sampler.
         """
         greedy = params.temperature <= 0
         do_sample = multinomial and not greedy

@@ -5,21 +5,24 @@ transformers samples top-p by sorting every row of the vocabulary (``TopPLogitsW
 batch: on CPU, at Qwen2-VL's 151,936 tokens, that is ~16 ms per row and step; at a tiny model's
 2,048, it is most of the per-row cost of a decode step (``benchmarks/vector_reward.py``).
 
-:func:`sample_top_p` draws from exactly the same distribution with a few passes over each row
-and one uniform number per draw: it draws a token from the full (temperature-scaled)
-distribution by inverse CDF, and accepts it when it is in the nucleus, i.e. when the tokens more
-probable than it hold less than ``top_p`` of the mass (transformers' rule: the smallest set of
-most probable tokens whose mass reaches ``top_p``, the most probable always kept). A rejected
-row draws again. Conditioning the full distribution on the nucleus is the renormalised
-nucleus distribution, which is what transformers samples. A draw is accepted with probability
-equal to the nucleus mass, at least ``top_p``, so a row needs ``1 / top_p`` draws on average;
-the few rows still rejected after :data:`REJECTION_ROUNDS` (a small ``top_p`` over a flat
-distribution) are sampled by sorting.
-(FlashInfer's GPU sampling kernels also sample top-p by rejection rather than by sorting.)
+:func:`sample_top_p` draws from the same distribution with a few passes over each row and
+one uniform number per draw: it draws a token from the full (temperature-scaled) distribution
+by inverse CDF, and accepts it when it is in the nucleus, i.e. when the tokens more probable
+than it hold less than ``top_p`` of the mass (transformers' rule: the smallest set of most
+probable tokens whose mass reaches ``top_p``, the most probable always kept). A rejected row
+draws again. Conditioning the full distribution on the nucleus is the renormalised nucleus
+distribution, which is what transformers samples. A draw is accepted with probability equal to
+the nucleus mass, at least ``top_p``, so a row needs ``1 / top_p`` draws on average; the few
+rows still rejected after :data:`REJECTION_ROUNDS` (a small ``top_p`` over a flat
+distribution) are sampled by sorting. (FlashInfer's GPU sampling kernels also sample top-p by
+rejection rather than by sorting.)
 
-Tokens of equal probability at the nucleus' edge are all kept here; a sort keeps some of them
-in index order. Ties of float logits at the edge are rare and do not bias a token's chance of
-being drawn by more than the tied tokens' mass.
+One difference: tokens of *equal* probability at the nucleus' edge are all kept here, where a
+sort keeps as many of them as the mass needs, picked by the sort's (unspecified) order. With
+float32 logits such ties are rare; with bf16 logits (the default on GPUs) they are common, and
+a step's distribution can then differ from transformers' by up to ~1e-3 in total variation
+(a 152k-token row at top-p 0.9): the tied tokens get equal chances instead of arbitrary ones.
+The sorting fallback follows the sort order, like transformers.
 
 :class:`NucleusSampler` runs it inside ``generate`` as the last logits processor: it samples
 the token and leaves only that token finite, so ``generate``'s own selection (argmax, or a
@@ -47,7 +50,8 @@ def sample_top_p(
 ) -> torch.Tensor:
     """One token per row of ``logits`` ``(B, V)``: softmax(logits / temperature), top-p.
 
-    ``-inf`` logits (tokens a processor forbade) are never drawn. Rows still rejected after
+    ``-inf`` logits (tokens a processor forbade) are never drawn; ``top_p=0`` keeps the most
+    probable token only, as transformers does. Rows still rejected after
     :data:`REJECTION_ROUNDS` rounds (a small nucleus in a flat distribution) are sampled by
     sorting, as transformers does. Returns a ``(B,)`` long tensor.
     """
@@ -55,10 +59,14 @@ def sample_top_p(
         raise ValueError(f"logits must be (batch, vocab), got shape {tuple(logits.shape)}")
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0 for sampling, got {temperature}")
-    if not 0.0 < top_p <= 1.0:
-        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    if not 0.0 <= top_p <= 1.0:
+        raise ValueError(f"top_p must be in [0, 1], got {top_p}")
     probs = torch.softmax(logits.float() / temperature, dim=-1)
-    cdf = probs.cumsum(dim=-1)
+    if top_p == 0.0:  # transformers keeps min_tokens_to_keep = 1: the most probable token
+        return probs.argmax(dim=-1)
+    # float64: in float32 a 152k-token cumulative sum near 1 has steps of 6e-8, and the tokens
+    # of the long tail, each below that, could never be drawn
+    cdf = probs.cumsum(dim=-1, dtype=torch.float64)
     out = torch.empty(probs.shape[0], dtype=torch.long, device=probs.device)
     pending = None  # the rows still to draw: all of them at first, then the rejected ones
     for _ in range(REJECTION_ROUNDS):
@@ -106,7 +114,8 @@ def _sorted_top_p(
     in_nucleus = earlier < top_p  # a prefix of each row; the first token always
     kept = torch.where(in_nucleus, sorted_probs, 0.0)
     last = in_nucleus.sum(dim=-1, keepdim=True) - 1  # u * total rounding up stays inside
-    position = torch.minimum(_inverse_cdf(kept.cumsum(dim=-1), generator), last)
+    cdf = kept.cumsum(dim=-1, dtype=torch.float64)
+    position = torch.minimum(_inverse_cdf(cdf, generator), last)
     return order.gather(1, position)[:, 0]
 
 
@@ -121,8 +130,8 @@ class NucleusSampler(LogitsProcessor):
     def __init__(self, temperature: float, top_p: float, seed: int | None = None) -> None:
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0 for sampling, got {temperature}")
-        if not 0.0 < top_p <= 1.0:
-            raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+        if not 0.0 <= top_p <= 1.0:
+            raise ValueError(f"top_p must be in [0, 1], got {top_p}")
         self.temperature = float(temperature)
         self.top_p = float(top_p)
         self.seed = int(torch.randint(0, 2**62, ()).item()) if seed is None else int(seed)

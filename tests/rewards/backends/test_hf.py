@@ -1,3 +1,5 @@
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -278,3 +280,9 @@ def test_linear_patch_embed_matches_the_convolution(tiny_model_path, backend, re
         == backend.model.state_dict()["model.visual.patch_embed.proj.weight"].data_ptr()
     )
     assert not linear_patch_embed(torch.nn.Linear(2, 2))  # nothing to replace: left alone
+    # a deep copy runs the product on its own weights
+    visual = copy.deepcopy(backend.model.model.visual)
+    with torch.inference_mode():
+        visual.patch_embed.proj.weight.zero_()
+        assert visual.patch_embed(inputs["pixel_values"]).abs().max() == 0
+        assert backend.model.model.visual.patch_embed(inputs["pixel_values"]).abs().max() > 0

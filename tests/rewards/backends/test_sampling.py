@@ -66,7 +66,12 @@ def test_seeded_and_checked():
     b = sample_top_p(logits, top_p=0.9, generator=torch.Generator().manual_seed(3))
     assert torch.equal(a, b)
     with pytest.raises(ValueError, match="top_p"):
-        sample_top_p(logits, top_p=0.0)
+        sample_top_p(logits, top_p=-0.1)
+    # top_p = 0 keeps the most probable token only, as transformers does
+    assert torch.equal(sample_top_p(logits, top_p=0.0), logits.argmax(dim=1))
+    expected = transformers_distribution(logits, 1.0, 0.0)
+    assert torch.equal(expected.argmax(dim=1), logits.argmax(dim=1))
+    assert torch.all(expected.max(dim=1).values == 1.0)
     with pytest.raises(ValueError, match="temperature"):
         sample_top_p(logits, temperature=0.0)
     with pytest.raises(ValueError, match="batch, vocab"):
