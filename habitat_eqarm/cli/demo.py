@@ -18,6 +18,7 @@ from pathlib import Path
 from habitat_eqarm.data import EpisodeMemory, EQAInstance, find_openeqa_dir, load_openeqa
 from habitat_eqarm.data.io import atomic_write_text
 from habitat_eqarm.data.openeqa import DATA_ENV
+from habitat_eqarm.data.schema import response_id
 from habitat_eqarm.data.synthetic import make_synthetic_episode
 from habitat_eqarm.data.visualize import contact_sheet, save_image
 
@@ -113,7 +114,7 @@ def answered(question: EQAInstance, answer: str, n: int, keyframes: list[int]) -
         f"What I saw points to: {answer}.",
     ]
     return EQAInstance(
-        question_id=f"{question.question_id}#{n}",
+        question_id=response_id(question.question_id, n),
         question=question.question,
         category=question.category,
         source=question.source,
@@ -158,17 +159,12 @@ def scores_table(instances: list[EQAInstance], judgements: list) -> str:
     return "\n".join(rows)
 
 
-def score_answers(cfg: DemoConfig, memory: EpisodeMemory, instances: list[EQAInstance]):
-    """Judgements of every answer, and the model name and whether it is the untrained default."""
-    from habitat_eqarm.cli.common import progress_bar, resolve_model
-    from habitat_eqarm.rewards.model import EQARewardModel
+def score_answers(cfg: DemoConfig, model, memory: EpisodeMemory, instances: list[EQAInstance]):
+    """Judgements of every answer by ``model`` (an ``EQARewardModel``)."""
+    from habitat_eqarm.cli.common import progress_bar
 
-    model_name, untrained = resolve_model(cfg.model)
     judgements = []
-    with (
-        EQARewardModel.from_pretrained(model_name, cfg.backend) as model,
-        progress_bar(len(instances), f"scoring K={cfg.k}") as bar,
-    ):
+    with progress_bar(len(instances), f"scoring K={cfg.k}") as bar:
         for start in range(0, len(instances), 2):  # a question's two answers in one batch
             pair = instances[start : start + 2]
             judgements += model.score(
@@ -180,17 +176,16 @@ def score_answers(cfg: DemoConfig, memory: EpisodeMemory, instances: list[EQAIns
                 memories=[memory] * len(pair),
             )
             bar.update(len(pair))
-    return judgements, model_name, untrained
+    return judgements
 
 
-def run_gym(
-    cfg: DemoConfig, model_name: str, memory: EpisodeMemory, questions: list[EQAInstance]
-) -> str:
+def run_gym(cfg: DemoConfig, model, memory: EpisodeMemory, questions: list[EQAInstance]) -> str:
     """Play each question twice in ``EMEQAEnv`` wrapped by ``EQARMReward``; a Markdown table.
 
     A scripted agent watches the whole episode, then answers (true answer, then wrong one);
     the wrapper records the stream (bounded to 32 frames), scores the answer and returns the
-    reward. This is the path an RL agent's rewards take.
+    reward. This is the path an RL agent's rewards take. ``model`` is the ``EQARewardModel``
+    the answers were scored with (the wrapper does not close it).
     """
     from habitat_eqarm.envs import EMEQAEnv
     from habitat_eqarm.envs.agents import ScriptedAgent
@@ -201,7 +196,7 @@ def run_gym(
     env = EMEQAEnv(questions, memories=memories, mode="stream")
     wrapped = EQARMReward(
         env,
-        model_name,
+        model,
         k=cfg.k,
         aggregate=cfg.aggregate,
         seed=cfg.seed,
@@ -249,11 +244,17 @@ def main(cfg: DemoConfig) -> int:
         for n, answer in enumerate([q.gt_answer or "", wrong_answer(q, questions)])
     ]
     t3 = time.perf_counter()
-    judgements, model_name, untrained = (
-        score_answers(cfg, memory, instances) if instances else ([], "", False)
-    )
-    t4 = time.perf_counter()
-    gym_table = run_gym(cfg, model_name, memory, questions) if instances else ""
+    judgements, gym_table, model_name, untrained = [], "", "", False
+    t4 = t3
+    if instances:  # one model for both: scored answers, then the gym wrapper
+        from habitat_eqarm.cli.common import resolve_model
+        from habitat_eqarm.rewards.model import EQARewardModel
+
+        model_name, untrained = resolve_model(cfg.model)
+        with EQARewardModel.from_pretrained(model_name, cfg.backend) as model:
+            judgements = score_answers(cfg, model, memory, instances)
+            t4 = time.perf_counter()
+            gym_table = run_gym(cfg, model, memory, questions)
     t5 = time.perf_counter()
     table = scores_table(instances, judgements)
     header = f"{origin}: {len(memory)} frames" + (f" at {memory.fps:.1f} fps" if memory.fps else "")

@@ -28,6 +28,7 @@ from habitat_eqarm.bench.report import (
 )
 from habitat_eqarm.data.io import atomic_write_text
 from habitat_eqarm.data.schema import InstanceError
+from habitat_eqarm.rewards.backends.base import MAX_PIXELS
 from habitat_eqarm.rewards.parsing import AGGREGATES, aggregate_scores
 from habitat_eqarm.rewards.prompts import REWARD_MODEL_PROMPT
 
@@ -58,7 +59,7 @@ class EvalConfig:
     num_keyframes: int = 5
     keyframe_method: str = "uniform"
     frames_as: str = field(default="images", metadata={"help": "images or video"})
-    max_pixels: int = 401_408
+    max_pixels: int = MAX_PIXELS
 
 
 def make_parser():

@@ -9,6 +9,7 @@ import socket
 from dataclasses import dataclass, field
 
 from habitat_eqarm.data.io import atomic_write_text
+from habitat_eqarm.rewards.backends.base import MAX_PIXELS
 
 
 @dataclass
@@ -49,7 +50,7 @@ class ServeConfig:
     )
     device: str | None = None
     dtype: str | None = None
-    max_pixels: int = 401_408
+    max_pixels: int = MAX_PIXELS
     num_keyframes: int = 5
     keyframe_method: str = "uniform"
     frames_as: str = "images"

@@ -105,6 +105,11 @@ def base_question_id(question_id: str) -> str:
     return question_id.split(RESPONSE_SEPARATOR, 1)[0]
 
 
+def response_id(question_id: str, n: int) -> str:
+    """The stable id of response ``n`` to a question: ``<question id>#<n>``."""
+    return f"{question_id}{RESPONSE_SEPARATOR}{n}"
+
+
 def _check_type(inst: EQAInstance, name: str, types: tuple[type, ...], optional: bool) -> None:
     value = getattr(inst, name)
     if value is None and optional:

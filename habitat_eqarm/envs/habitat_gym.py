@@ -26,12 +26,11 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from habitat_eqarm.data.episode import DEPTH_UNITS_PER_METRE
 from habitat_eqarm.envs import habitat_plugin
 from habitat_eqarm.envs.emeqa import MAX_ANSWER, MAX_QUESTION, MAX_REASONING, TEXT_CHARSET
 from habitat_eqarm.envs.habitat_task import EQARMAnswerAction, TextSpace
 from habitat_eqarm.envs.recorder import EpisodeMemoryRecorder
-
-HM3D_DEPTH_UNITS = 65535.0 / 10.0  # OpenEQA's HM3D depth PNGs: metres / 10 * 65535
 
 
 def _gymnasium_space(name: str, space: Any, charset: frozenset[str]) -> gym.Space:
@@ -215,7 +214,7 @@ class HabitatEQAEnv(gym.Env):
         metres = depth
         if sensor.normalize_depth:
             metres = depth * (sensor.max_depth - sensor.min_depth) + sensor.min_depth
-        return np.clip(np.round(metres * HM3D_DEPTH_UNITS), 0, 65535).astype(np.uint16)
+        return np.clip(np.round(metres * DEPTH_UNITS_PER_METRE["hm3d"]), 0, 65535).astype(np.uint16)
 
     def _camera_pose(self) -> np.ndarray | None:
         sim = self.habitat_env.sim

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from habitat_eqarm.data.episode import DEPTH_UNITS_PER_METRE
 from habitat_eqarm.data.hm3d_states import (
     AgentStateFile,
     StateFileError,
@@ -31,8 +32,6 @@ try:
     import quaternion
 except ImportError as err:
     raise missing_habitat_error(err) from err
-
-HM3D_DEPTH_UNITS = 65535.0 / 10.0
 
 
 def find_scene(scene_id: str, scene_root: str | os.PathLike[str]) -> Path:
@@ -103,7 +102,9 @@ def render_hm3d_episode(
             obs = sim.get_sensor_observations()
             depth = None
             if not rgb_only:
-                depth = np.clip(obs["depth"] * HM3D_DEPTH_UNITS, 0, 65535).astype(np.uint16)
+                depth = np.clip(obs["depth"] * DEPTH_UNITS_PER_METRE["hm3d"], 0, 65535).astype(
+                    np.uint16
+                )
             pose = None if rgb_only else _camera_pose(agent)
             recorder.add(np.ascontiguousarray(obs["rgb"][..., :3]), depth, pose)
             if on_frame is not None:

@@ -109,13 +109,11 @@ class EpisodeState:
     episode: int = -1
     question: str | None = None
     question_id: str | None = None
-    steps: int = 0
 
     def begin(self, name_prefix: str) -> None:
         """Start recording the next episode."""
         self.episode += 1
         self.question = self.question_id = None
-        self.steps = 0
         name = f"{name_prefix}-ep{self.episode:06d}"
         self.recorder.start(name if self.recorder.out_dir else None)
 
@@ -123,7 +121,6 @@ class EpisodeState:
         """Record a step's frame(s) and remember the question once it is known."""
         for frame in frames:
             self.recorder.add(frame)
-        self.steps += 1
         if isinstance(question, str) and question and self.question is None:
             self.question = question
         if question_id is not None and self.question_id is None:

@@ -34,6 +34,7 @@ from habitat_eqarm.rewards.episode_scoring import (
     eqarm_info,
     find_frame_key,
     frames_in,
+    lookup,
     no_answer_info,
     parse_source,
     score_episodes,
@@ -56,17 +57,7 @@ def unbatch_info(infos: dict, key: str = "eqarm") -> list[dict | None]:
     batched, mask = infos.get(key), infos.get(f"_{key}")
     if batched is None or mask is None:
         return []
-    out: list[dict | None] = []
-    for i, present in enumerate(mask):
-        entry = None
-        if present:
-            entry = {
-                name: _unbatch(value, batched.get(f"_{name}"), i)
-                for name, value in batched.items()
-                if not name.startswith("_")
-            }
-        out.append(entry)
-    return out
+    return [_unbatch(batched, mask, i) for i in range(len(mask))]
 
 
 def _unbatch(value: Any, mask: Any, i: int) -> Any:
@@ -81,7 +72,8 @@ def _unbatch(value: Any, mask: Any, i: int) -> Any:
 
 
 def _info_item(infos: dict, key: str, i: int) -> Any:
-    if key in infos and infos.get(f"_{key}", np.ones(i + 1, bool))[i]:
+    mask = infos.get(f"_{key}")
+    if key in infos and (mask is None or mask[i]):
         return infos[key][i]
     return None
 
@@ -216,16 +208,16 @@ class EQARMVectorReward(VectorWrapper):
         self._observe(i, _item(obs, i), infos, None)
 
     def _lookup(self, name: str, obs: Any, infos: dict, action: Any, i: int) -> Any:
-        place, key = parse_source(self.sources[name])
-        if place == "info":
-            final = infos.get("final_info")  # SAME_STEP: the ended episode's info, batched
-            if isinstance(final, dict) and infos["_final_info"][i]:
-                value = _info_item(final, key, i)
-                if value is not None:
-                    return value
-            return _info_item(infos, key, i)
-        container = obs if place == "obs" else action
-        return container.get(key) if isinstance(container, dict) else None
+        spec = self.sources[name]
+        place, key = parse_source(spec)
+        if place != "info":  # this sub-env's obs or action: as for a single env
+            return lookup(spec, obs, {}, action)
+        final = infos.get("final_info")  # SAME_STEP: the ended episode's info, batched
+        if isinstance(final, dict) and infos["_final_info"][i]:
+            value = _info_item(final, key, i)
+            if value is not None:
+                return value
+        return _info_item(infos, key, i)
 
     def _observe(self, i: int, obs: Any, infos: dict, action: Any) -> None:
         self.states[i].observe(

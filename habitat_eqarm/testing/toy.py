@@ -11,7 +11,7 @@ import json
 import random
 from pathlib import Path
 
-from habitat_eqarm.data.schema import EQAInstance, write_jsonl
+from habitat_eqarm.data.schema import EQAInstance, response_id, write_jsonl
 from habitat_eqarm.data.synthetic import make_synthetic_episode
 from habitat_eqarm.rewards.model import judgement_from_texts
 from habitat_eqarm.rewards.prompts import REWARD_MODEL_PROMPT
@@ -29,7 +29,7 @@ def make_toy_rft_set(folder: str | Path, *, episodes: int = 2, n_rft: int = 4, s
         for q in questions:
             for n, (answer, gt) in enumerate([(q.gt_answer, 9), ("purple", 2)]):
                 inst = EQAInstance(
-                    question_id=f"{q.question_id}#{n}",
+                    question_id=response_id(q.question_id, n),
                     question=q.question,
                     category=q.category,
                     source="other",

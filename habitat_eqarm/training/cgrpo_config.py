@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from trl import GRPOConfig
 
+from habitat_eqarm.rewards.backends.base import MAX_PIXELS
 from habitat_eqarm.training.augment import CONDITIONS
 
 
@@ -49,7 +50,7 @@ class CGRPOConfig(GRPOConfig):
     mask_patch: int = field(default=16, metadata={"help": "spatial: square side in pixels"})
     mask_value: float = field(default=0.0, metadata={"help": "spatial: value of masked pixels"})
     num_keyframes: int = field(default=5, metadata={"help": "keyframes per instance (N = 5)"})
-    max_pixels: int = field(default=401_408, metadata={"help": "pixel cap per frame"})
+    max_pixels: int = field(default=MAX_PIXELS, metadata={"help": "pixel cap per frame"})
     max_prompt_tokens: int | None = field(
         default=8142,
         metadata={"help": "skip instances whose prompt (image tokens included) is longer"},

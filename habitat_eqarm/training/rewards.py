@@ -26,13 +26,18 @@ from habitat_eqarm.training.augment import CONDITIONS
 Score = float | int | None
 
 
+def eq1_correct(candidate_scores: Sequence[Score], s_gt: float, tau: float) -> list[bool]:
+    """Eq. 1's test per candidate: ``|s_gt - s_k| < tau`` (strict); a None score is incorrect."""
+    return [s is not None and abs(float(s_gt) - float(s)) < tau for s in candidate_scores]
+
+
 def rejective_filter(candidate_scores: Sequence[Score], s_gt: float, tau: float) -> list[bool]:
     """Eq. 1: keep candidate k iff ``|s_gt - s_k| < tau`` (strict), unless all are correct.
 
     A None score (malformed candidate) is incorrect. An instance whose candidates are all
     correct is "too easy" and keeps none.
     """
-    correct = [s is not None and abs(float(s_gt) - float(s)) < tau for s in candidate_scores]
+    correct = eq1_correct(candidate_scores, s_gt, tau)
     if correct and all(correct):
         return [False] * len(correct)
     return correct

@@ -14,6 +14,7 @@ Instances without ``gt_score`` or whose frames cannot be read are skipped and co
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -30,7 +31,7 @@ from habitat_eqarm.rewards.backends.hf import pixel_size
 from habitat_eqarm.rewards.model import Judgement
 from habitat_eqarm.rewards.prompts import REWARD_MODEL_PROMPT, build_messages
 from habitat_eqarm.training.checkpoints import ResumeWeights
-from habitat_eqarm.training.rewards import rejective_filter
+from habitat_eqarm.training.rewards import eq1_correct, rejective_filter
 from habitat_eqarm.training.rft_config import RFTConfig
 
 
@@ -77,7 +78,7 @@ def select_targets(
         stats.malformed += sum(s is None for s in scores)
         keep = rejective_filter(scores, inst.gt_score, tau)
         if scores and not any(keep):
-            correct = any(s is not None and abs(inst.gt_score - s) < tau for s in scores)
+            correct = any(eq1_correct(scores, inst.gt_score, tau))
             stats.too_easy_instances += correct
             stats.no_correct_instances += not correct
         for sample, kept in zip(judgement.samples, keep, strict=True):
@@ -140,14 +141,25 @@ def sft_rows(pairs: list[tuple[EQAInstance, str]], num_keyframes: int) -> list[d
 
 def attach_images(batch: dict[str, list]) -> dict[str, list]:
     """Dataset transform: decode each row's keyframes when the trainer asks for the row."""
-    from PIL import Image
-
     out = dict(batch)
     out["images"] = [
-        [Image.fromarray(f) for f in EpisodeMemory.from_path(path).frames(indices)]
+        list(keyframe_images(path, tuple(indices)))
         for path, indices in zip(batch["episode_path"], batch["keyframe_indices"], strict=True)
     ]
     return out
+
+
+@functools.lru_cache(maxsize=16)
+def keyframe_images(path: str, indices: tuple[int, ...]) -> tuple[Any, ...]:
+    """An episode's frames at ``indices`` as PIL images, decoded once for recent calls.
+
+    GRPO batches hold each prompt G times (TRL repeats the row), and RFT keeps several targets
+    of one instance, so the same keyframes are asked for again and again; nothing downstream
+    modifies the images (the processor and the perturbations copy them).
+    """
+    from PIL import Image
+
+    return tuple(Image.fromarray(f) for f in EpisodeMemory.from_path(path).frames(list(indices)))
 
 
 def build_sft_dataset(rows: list[dict[str, Any]], processor: Any, cfg: RFTConfig, stats: RFTStats):

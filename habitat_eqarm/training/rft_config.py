@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 from trl import SFTConfig
 
+from habitat_eqarm.rewards.backends.base import MAX_PIXELS
+
 
 @dataclass
 class RFTConfig(SFTConfig):
@@ -39,7 +41,7 @@ class RFTConfig(SFTConfig):
     candidate_temperature: float = field(default=0.8, metadata={"help": "evaluator sampling"})
     candidate_max_new_tokens: int = field(default=512, metadata={"help": "evaluator tokens"})
     num_keyframes: int = field(default=5, metadata={"help": "keyframes per instance (N = 5)"})
-    max_pixels: int = field(default=401_408, metadata={"help": "pixel cap per frame"})
+    max_pixels: int = field(default=MAX_PIXELS, metadata={"help": "pixel cap per frame"})
     max_tokens: int | None = field(
         default=4096,
         metadata={"help": "skip examples whose prompt + completion exceed this (5 frames ~2,400)"},

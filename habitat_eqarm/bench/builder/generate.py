@@ -35,7 +35,7 @@ from habitat_eqarm.bench.builder.common import (
 from habitat_eqarm.bench.builder.journal import Journal
 from habitat_eqarm.bench.builder.textmatch import answers_match
 from habitat_eqarm.data.openeqa import find_openeqa_dir, load_openeqa
-from habitat_eqarm.data.schema import SOURCES, EQAInstance
+from habitat_eqarm.data.schema import SOURCES, EQAInstance, response_id
 from habitat_eqarm.rewards.backends.base import GenerationRequest, SamplingParams
 from habitat_eqarm.rewards.prompts import GENERATOR_PROMPT, build_messages
 
@@ -134,11 +134,6 @@ def wants_wrong_answer(policy: str, n: int, previous_matches: Sequence[bool | No
     if policy == "adaptive":
         return n > 0 and all(m is True for m in previous_matches)
     return False
-
-
-def response_id(question_id: str, n: int) -> str:
-    """The stable id of response ``n`` to a question: ``<question id>#<n>``."""
-    return f"{question_id}#{n}"
 
 
 def _ids_option(value: str | None) -> list[str] | str | None:

@@ -16,6 +16,11 @@ from typing import Any
 
 import numpy as np
 
+#: The per-frame pixel cap of the paper (Qwen2-VL's processor resizes each frame to at most
+#: this many pixels), and the processor's floor.
+MAX_PIXELS = 401_408
+MIN_PIXELS = 56 * 56
+
 
 @dataclass
 class GenerationRequest:

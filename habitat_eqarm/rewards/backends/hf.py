@@ -34,6 +34,8 @@ from transformers import LogitsProcessorList
 from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 
 from habitat_eqarm.rewards.backends.base import (
+    MAX_PIXELS,
+    MIN_PIXELS,
     GenerationRequest,
     GenerationResult,
     RewardBackend,
@@ -45,7 +47,6 @@ from habitat_eqarm.rewards.backends.sampling import NucleusSampler
 
 #: Model types whose cached continuation we verified to match plain generation.
 SHARED_PREFILL_MODEL_TYPES = ("qwen2_vl", "qwen2_5_vl")
-MIN_PIXELS = 56 * 56
 
 
 def pixel_size(max_pixels: int) -> dict[str, int]:
@@ -231,7 +232,7 @@ class HFBackend(RewardBackend):
         device: str | None = None,
         dtype: str | torch.dtype | None = None,
         batch_size: int = 4,
-        max_pixels: int = 401_408,
+        max_pixels: int = MAX_PIXELS,
         share_prefill: bool | None = None,
         preallocate_cache: bool | None = None,
         fast_patch_embed: bool = True,
@@ -244,10 +245,9 @@ class HFBackend(RewardBackend):
         self.device = pick_device(device)
         self.dtype = pick_dtype(self.device, dtype)
         self.batch_size = max(1, int(batch_size))
-        if retain_memory or (retain_memory is None and self.device.type == "cpu"):
-            self.retains_memory = retain_cpu_memory()
-        else:
-            self.retains_memory = False
+        if retain_memory is None:
+            retain_memory = self.device.type == "cpu"
+        self.retains_memory = bool(retain_memory) and retain_cpu_memory()
         self.max_pixels = int(max_pixels)
         self.processor = AutoProcessor.from_pretrained(self.model_id)
         self.processor.tokenizer.padding_side = "left"  # generation continues on the right
@@ -307,7 +307,7 @@ class HFBackend(RewardBackend):
         repetition penalty, still apply before the sampler.
         """
         greedy = params.temperature <= 0
-        do_sample = multinomial and not greedy
+        do_sample = multinomial and not greedy  # greedy: argmax, no sampler
         kwargs: dict[str, Any] = {
             "max_new_tokens": params.max_new_tokens,
             "do_sample": do_sample,
@@ -334,7 +334,7 @@ class HFBackend(RewardBackend):
         Greedy decoding gives K identical samples, so it runs once and repeats the tokens.
         """
         greedy = params.temperature <= 0
-        sampling = self._sampling_kwargs(params, multinomial=not greedy and params.k > 1)
+        sampling = self._sampling_kwargs(params, multinomial=params.k > 1)
         out = self.model.generate(
             **inputs,
             num_return_sequences=1 if greedy else params.k,

@@ -45,6 +45,7 @@ import httpx
 import numpy as np
 
 from habitat_eqarm.rewards.backends.base import (
+    MAX_PIXELS,
     GenerationRequest,
     GenerationResult,
     RewardBackend,
@@ -139,7 +140,7 @@ class OpenAIBackend(RewardBackend):
         cache_dir: str | os.PathLike[str] | None = None,
         image_format: str = "jpeg",
         jpeg_quality: int = 90,
-        max_pixels: int | None = 401_408,
+        max_pixels: int | None = MAX_PIXELS,
         extra_body: dict[str, Any] | None = None,
     ) -> None:
         if k_mode not in ("n", "repeat"):
@@ -199,11 +200,15 @@ class OpenAIBackend(RewardBackend):
         keys: list[list[dict[str, Any]]] = []
         calls: list[_Call] = []
         for r, request in enumerate(requests):
-            digest = inputs_digest(
-                request.messages, request.frames, as_video=request.as_video, **self.encoding
-            )
-            keys.append([self.cache_key(request, digest, params, i) for i in range(params.k)])
-            texts.append([self.cache.get(key) if self.cache else None for key in keys[-1]])
+            if self.cache is None:  # nothing to look up or store: no need to hash the frames
+                keys.append([])
+                texts.append([None] * params.k)
+            else:
+                digest = inputs_digest(
+                    request.messages, request.frames, as_video=request.as_video, **self.encoding
+                )
+                keys.append([self.cache_key(request, digest, params, i) for i in range(params.k)])
+                texts.append([self.cache.get(key) for key in keys[-1]])
             missing = [i for i, text in enumerate(texts[-1]) if text is None]
             self._count(cache_hits=params.k - len(missing), cache_misses=len(missing))
             calls += self.plan_calls(r, missing, params)

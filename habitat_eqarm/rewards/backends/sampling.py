@@ -41,6 +41,14 @@ from transformers import LogitsProcessor
 REJECTION_ROUNDS = 8
 
 
+def check_sampling(temperature: float, top_p: float) -> None:
+    """Raise ValueError unless ``temperature > 0`` and ``0 <= top_p <= 1``."""
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0 for sampling, got {temperature}")
+    if not 0.0 <= top_p <= 1.0:
+        raise ValueError(f"top_p must be in [0, 1], got {top_p}")
+
+
 def sample_top_p(
     logits: torch.Tensor,
     *,
@@ -57,10 +65,7 @@ def sample_top_p(
     """
     if logits.ndim != 2:
         raise ValueError(f"logits must be (batch, vocab), got shape {tuple(logits.shape)}")
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0 for sampling, got {temperature}")
-    if not 0.0 <= top_p <= 1.0:
-        raise ValueError(f"top_p must be in [0, 1], got {top_p}")
+    check_sampling(temperature, top_p)
     probs = torch.softmax(logits.float() / temperature, dim=-1)
     if top_p == 0.0:  # transformers keeps min_tokens_to_keep = 1: the most probable token
         return probs.argmax(dim=-1)
@@ -128,10 +133,7 @@ class NucleusSampler(LogitsProcessor):
     """
 
     def __init__(self, temperature: float, top_p: float, seed: int | None = None) -> None:
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0 for sampling, got {temperature}")
-        if not 0.0 <= top_p <= 1.0:
-            raise ValueError(f"top_p must be in [0, 1], got {top_p}")
+        check_sampling(temperature, top_p)
         self.temperature = float(temperature)
         self.top_p = float(top_p)
         self.seed = int(torch.randint(0, 2**62, ()).item()) if seed is None else int(seed)

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from habitat_eqarm.rewards.backends.base import (
+    MAX_PIXELS,
+    MIN_PIXELS,
     GenerationRequest,
     GenerationResult,
     RewardBackend,
@@ -25,8 +27,6 @@ from habitat_eqarm.rewards.backends.base import (
     register_backend,
 )
 from habitat_eqarm.rewards.backends.chat_format import check_placeholders
-
-MIN_PIXELS = 56 * 56
 
 
 def require_vllm() -> None:
@@ -89,7 +89,7 @@ class VLLMBackend(RewardBackend):
         self,
         model: str,
         *,
-        max_pixels: int = 401_408,
+        max_pixels: int = MAX_PIXELS,
         max_images: int = 32,
         **llm_kwargs: Any,
     ) -> None:
