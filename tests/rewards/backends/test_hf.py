@@ -17,9 +17,16 @@ from habitat_eqarm.rewards.backends.hf import (
 from habitat_eqarm.rewards.prompts import REWARD_MODEL_PROMPT, build_messages
 
 
+# Tests here compare two computation paths (shared vs plain prefill, batched vs alone, matmul vs
+# convolution). In float32 their difference depends on which BLAS kernel and how many threads a
+# CPU uses, and a greedy token can flip on a near-tie; in float64 both paths round at ~1e-16 per
+# operation, so equal tokens and the tolerances below hold on any CPU.
+EXACT = torch.float64
+
+
 @pytest.fixture(scope="module")
 def backend(tiny_model_path):
-    return HFBackend(str(tiny_model_path), batch_size=2)
+    return HFBackend(str(tiny_model_path), batch_size=2, dtype=EXACT)
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +47,7 @@ def requests_(demo_video):
 
 def capture_logits(model):
     seen = []
-    handle = model.lm_head.register_forward_hook(lambda m, i, o: seen.append(o[:, -1].float()))
+    handle = model.lm_head.register_forward_hook(lambda m, i, o: seen.append(o[:, -1].double()))
     return seen, handle
 
 
@@ -63,7 +70,9 @@ def test_shared_prefill_gives_exactly_the_tokens_and_logits_of_plain_generate(ba
     assert len(shared_logits) == len(plain_logits) + 1
     for step, (p, s) in enumerate(zip(plain_logits, shared_logits[1:], strict=True)):
         assert p.shape == s.shape == (2, p.shape[-1])
-        torch.testing.assert_close(p, s, atol=1e-4, rtol=1e-4, msg=str(step))
+        # float64 logits of a 64-wide, 2-layer model: both paths agree to ~1e-13; 1e-9 is far
+        # above that and far below any difference a changed computation would make
+        torch.testing.assert_close(p, s, atol=1e-9, rtol=1e-9, msg=str(step))
 
 
 def test_shared_prefill_samples_k_ways_like_num_return_sequences(small_backend, requests_):
@@ -157,13 +166,17 @@ SMALL_FRAMES = 64 * 28 * 28  # 64 vision tokens a frame: quick tests of decoding
 
 @pytest.fixture(scope="module")
 def small_backend(tiny_model_path):
-    return HFBackend(str(tiny_model_path), batch_size=2, max_pixels=SMALL_FRAMES)
+    return HFBackend(str(tiny_model_path), batch_size=2, max_pixels=SMALL_FRAMES, dtype=EXACT)
 
 
 @pytest.fixture(scope="module")
 def default_cache_backend(tiny_model_path):
     return HFBackend(
-        str(tiny_model_path), batch_size=2, max_pixels=SMALL_FRAMES, preallocate_cache=False
+        str(tiny_model_path),
+        batch_size=2,
+        max_pixels=SMALL_FRAMES,
+        preallocate_cache=False,
+        dtype=EXACT,
     )
 
 
@@ -260,14 +273,15 @@ def test_preallocated_cache_builds_one_layer_per_model_layer(backend, requests_)
 def test_linear_patch_embed_matches_the_convolution(tiny_model_path, backend, requests_):
     """The patch embedding as a matrix product: same features, same greedy tokens, same
     weights (shared, not copied)."""
-    conv = HFBackend(str(tiny_model_path), batch_size=2, fast_patch_embed=False)
+    conv = HFBackend(str(tiny_model_path), batch_size=2, fast_patch_embed=False, dtype=EXACT)
     assert backend.linear_patch_embed and not conv.linear_patch_embed
     inputs = backend.encode(requests_)
     with torch.inference_mode():
         fast = backend.model.model.visual.patch_embed(inputs["pixel_values"])
         slow = conv.model.model.visual.patch_embed(inputs["pixel_values"])
     assert fast.shape == slow.shape == (inputs["pixel_values"].shape[0], slow.shape[1])
-    torch.testing.assert_close(fast, slow, atol=1e-5, rtol=1e-4)
+    # float64, one dot product of 3*2*14*14 = 1,176 terms per feature: ~1e-13 apart at most
+    torch.testing.assert_close(fast, slow, atol=1e-10, rtol=1e-10)
     params = SamplingParams(k=1, temperature=0.0, max_new_tokens=8)
     assert torch.equal(
         backend.generate_shared(inputs, params),
