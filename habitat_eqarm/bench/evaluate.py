@@ -175,6 +175,32 @@ def _score_batch(model, batch, settings, kmax, failures) -> list[Judgement]:
     return out
 
 
+def format_report(
+    instances: Sequence[EQAInstance], judgements: dict[str, Judgement], ks: Sequence[int]
+) -> dict[str, dict[str, Any]]:
+    """Malformed outputs for every K, counted two ways over the first K samples of each instance.
+
+    ``malformed_samples`` / ``samples`` is the per-sample format-failure rate (what the paper
+    reports); ``instances_without_valid`` counts instances none of whose K samples parsed
+    (they get no score: a miss for accuracy, left out of RMSE; the metrics' ``n_invalid``).
+    Both do not depend on the aggregate.
+    """
+    done = [judgements[inst.question_id] for inst in instances if inst.question_id in judgements]
+    out: dict[str, dict[str, Any]] = {}
+    for k in sorted(ks):
+        prefixes = [judgement.prefix(k) for judgement in done]
+        samples = sum(len(p.samples) for p in prefixes)
+        malformed = sum(not sample.format_ok for p in prefixes for sample in p.samples)
+        out[str(k)] = {
+            "samples": samples,
+            "malformed_samples": malformed,
+            "sample_failure_rate": malformed / samples if samples else None,
+            "instances": len(prefixes),
+            "instances_without_valid": sum(p.n_valid == 0 for p in prefixes),
+        }
+    return out
+
+
 def score_report(
     instances: Sequence[EQAInstance], judgements: dict[str, Judgement], settings: EvalSettings
 ) -> dict[str, Any]:

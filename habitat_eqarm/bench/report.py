@@ -20,25 +20,41 @@ def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
-def table_by_source(report: dict[str, Any], aggregate: str, model: str) -> str:
-    """Table 1's shape: accuracy per source and overall, RMSE, invalid outputs; a row per K."""
+def table_by_source(
+    report: dict[str, Any],
+    aggregate: str,
+    model: str,
+    formats: dict[str, dict[str, Any]] | None = None,
+) -> str:
+    """Table 1's shape: accuracy per source and overall, RMSE, malformed outputs; a row per K.
+
+    ``formats`` (:func:`~habitat_eqarm.bench.evaluate.format_report`) adds the per-sample
+    format-failure rate (the paper's) next to the instances with no valid sample.
+    """
     lines = [
         f"Accuracy (%, |pred - gt| <= tau) and RMSE of {model}, {aggregate} over K samples "
-        "(smaller K are prefixes of the same samples).",
+        "(smaller K are prefixes of the same samples). Malformed samples: % of all K samples "
+        "per instance that did not parse; no valid sample: instances none of whose K samples "
+        "parsed (a miss for accuracy, left out of RMSE).",
         "",
         "| K | "
         + " | ".join(title for _, title in SOURCE_COLUMNS)
-        + " | Overall | RMSE | invalid |",
-        "|---" * (len(SOURCE_COLUMNS) + 4) + "|",
+        + " | Overall | RMSE | malformed samples | no valid sample |",
+        "|---" * (len(SOURCE_COLUMNS) + 5) + "|",
     ]
     for k, per_agg in report.items():
         r = per_agg[aggregate]
         by_source = [_pct(r["by_source"].get(src, {}).get("accuracy")) for src, _ in SOURCE_COLUMNS]
         overall = r["overall"]
-        invalid = f"{overall['n_invalid']}/{overall['n']}"
+        f = (formats or {}).get(k)
+        malformed = (
+            "-"
+            if f is None
+            else (f"{_pct(f['sample_failure_rate'])} ({f['malformed_samples']}/{f['samples']})")
+        )
         lines.append(
             f"| {k} | {' | '.join(by_source)} | {_pct(overall['accuracy'])} | "
-            f"{_num(overall['rmse'])} | {invalid} |"
+            f"{_num(overall['rmse'])} | {malformed} | {overall['n_invalid']}/{overall['n']} |"
         )
     return "\n".join(lines) + "\n"
 

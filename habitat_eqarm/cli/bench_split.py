@@ -1,4 +1,7 @@
-"""`eqarm bench split`: episode-disjoint benchmark (test) and fine-tuning (train) splits."""
+"""`eqarm bench split`: room-disjoint benchmark (test) and fine-tuning (train) splits.
+
+A shared room is refused: the error lists each one with its episodes in each split.
+"""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """`eqarm eval`: accuracy and RMSE of a reward model on labelled instances, for every K.
 
 Samples once at the largest K and reports each smaller K from prefixes of the same samples.
-Writes ``results.json``, ``table1.md`` (per source), ``table2.md`` (per category),
+Writes ``results.json`` (metrics by K and aggregate, and ``format_by_k``: malformed samples
+and instances with no valid sample by K), ``table1.md`` (per source), ``table2.md`` (per category),
 ``scaling.png`` (accuracy and RMSE against K), ``histogram.png`` and the per-instance sample
 cache ``samples.jsonl``, from which a killed run resumes.
 """
@@ -16,6 +17,7 @@ from habitat_eqarm.bench.builder.common import backend_kwargs, public_kwargs
 from habitat_eqarm.bench.evaluate import (
     EvalSettings,
     SampleCache,
+    format_report,
     load_instances,
     sample_all,
     score_report,
@@ -152,7 +154,8 @@ def write_reports(out, cfg, settings, instances, judgements, report, failures) -
     main_agg = settings.aggregates[0]
     ks = [str(k) for k in settings.ks]
     shown = sorted({ks[0], ks[-1]}, key=int)
-    table1 = table_by_source(report, main_agg, cfg.model)
+    formats = format_report(instances, judgements, settings.ks)
+    table1 = table_by_source(report, main_agg, cfg.model, formats)
     table2 = table_by_category(report, main_agg, shown)
     results = {
         "config": asdict(cfg),
@@ -161,6 +164,7 @@ def write_reports(out, cfg, settings, instances, judgements, report, failures) -
         "n_scored": sum(inst.question_id in judgements for inst in instances),
         "failures": failures,
         "by_k": report,
+        "format_by_k": formats,
     }
     atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
     atomic_write_text(out / "table1.md", table1)

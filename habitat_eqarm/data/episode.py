@@ -348,36 +348,19 @@ def write_episode_folder(
 ) -> Path:
     """Write an episode in OpenEQA's folder layout, atomically; returns ``folder``.
 
-    Files: ``{i:06d}-rgb.png``, ``{i:06d}-depth.png`` (uint16 as given), ``{i:06d}.txt`` (4x4
-    pose), ``intrinsic_color.txt`` / ``intrinsic_depth.txt``. Everything is written into a
-    temporary sibling folder that is renamed onto ``folder`` at the end, so a reader never sees
-    a half-written episode. An existing ``folder`` is an error.
+    Through :class:`~habitat_eqarm.data.episode_writer.EpisodeFolderWriter` (files, checks
+    and atomicity are described there): depth must be integer units (uint16), poses 4x4; an
+    existing ``folder`` is an error, and on any error nothing is left behind.
     """
-    import shutil
-    import tempfile
+    from habitat_eqarm.data.episode_writer import EpisodeFolderWriter
 
-    from PIL import Image
-
-    folder = Path(folder)
-    if folder.exists():
-        raise FileExistsError(f"{folder}: episode folder already exists")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+    with EpisodeFolderWriter(folder) as writer:
         for i, frame in enumerate(frames):
-            Image.fromarray(np.asarray(frame, dtype=np.uint8)).save(tmp / f"{i:06d}-rgb.png")
-            if depth is not None:
-                Image.fromarray(np.asarray(depth[i], dtype=np.uint16)).save(
-                    tmp / f"{i:06d}-depth.png"
-                )
-            if poses is not None:
-                np.savetxt(
-                    tmp / f"{i:06d}.txt", np.asarray(poses[i], dtype=np.float64).reshape(4, 4)
-                )
-        for name, matrix in (intrinsics or {}).items():
-            np.savetxt(tmp / f"intrinsic_{name}.txt", np.asarray(matrix, dtype=np.float64))
-        os.replace(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return folder
+            writer.write_frame(
+                i,
+                frame,
+                None if depth is None else depth[i],
+                None if poses is None else poses[i],
+            )
+        writer.write_intrinsics(intrinsics)
+    return writer.folder

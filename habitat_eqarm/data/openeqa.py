@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
@@ -47,6 +48,27 @@ def source_of(episode_history: str) -> str:
             if source in lowered:
                 return source
     return "other"
+
+
+_SCANNET_SCAN = re.compile(r"(scene\d{4})_\d{2}$")  # ScanNet: sceneXXXX_YY, YY the rescan
+_HM3D_EPISODE = re.compile(r"^\d+-hm3d-(\w+)$")  # OpenEQA: <index>-hm3d-<HM3D scene id>
+
+
+def room_of(episode_history: str) -> str:
+    """The room (scene) an episode history was recorded in, for room-disjoint splits.
+
+    ScanNet scans a room several times (``scene0549_00``, ``scene0549_01``): every rescan is
+    ``scannet/scene0549``. HM3D episodes are ``hm3d/<scene id>``. Anything else (OpenEQA's
+    demo, synthetic episodes) is its own room: the episode id itself.
+    """
+    name = PurePosixPath(episode_history).name
+    scan = _SCANNET_SCAN.search(name)
+    if scan and source_of(episode_history) != "hm3d":
+        return f"scannet/{scan.group(1)}"
+    hm3d = _HM3D_EPISODE.match(name)
+    if hm3d and source_of(episode_history) == "hm3d":
+        return f"hm3d/{hm3d.group(1)}"
+    return episode_history
 
 
 def _load_json(path: Path) -> Any:

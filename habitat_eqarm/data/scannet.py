@@ -15,25 +15,28 @@ memory stays constant whatever the file size. :func:`extract_sens` writes what O
 ScanNet episode histories hold: ``{f:06d}-rgb.png``, ``{f:06d}-depth.png`` (uint16, depth
 units as stored), ``{f:06d}.txt`` (4x4 pose), with ``f`` the frame's index in the ``.sens``
 file, plus ``intrinsic_color.txt``, ``intrinsic_depth.txt``, ``extrinsic_color.txt`` and
-``extrinsic_depth.txt``. The folder appears only when complete (temporary sibling, renamed).
+``extrinsic_depth.txt``, through the one
+:class:`~habitat_eqarm.data.episode_writer.EpisodeFolderWriter` (the folder appears only when
+complete; poses and matrices are written exactly).
 """
 
 from __future__ import annotations
 
 import io
 import os
-import shutil
 import struct
-import tempfile
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from habitat_eqarm.data.episode_writer import EpisodeFolderWriter
 
 SENS_VERSION = 4
 COLOR_COMPRESSION = {-1: "unknown", 0: "raw", 1: "png", 2: "jpeg"}
@@ -41,6 +44,7 @@ DEPTH_COMPRESSION = {-1: "unknown", 0: "raw_ushort", 1: "zlib_ushort", 2: "occi_
 _MATRIX = struct.Struct("<16f")
 _FRAME_HEAD = struct.Struct("<16f4Q")  # pose, colour/depth timestamps, colour/depth sizes
 _MAX_NAME = 1 << 16
+_MATRICES = ("intrinsic_color", "intrinsic_depth", "extrinsic_color", "extrinsic_depth")
 
 
 class SensError(ValueError):
@@ -288,32 +292,28 @@ def extract_sens(
     ``on_frame(n)`` is called after each frame is queued (progress bars). An existing ``out``
     is an error; on any error nothing is left behind.
     """
-    out = Path(out)
-    if out.exists():
-        raise FileExistsError(f"{out}: output folder already exists")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with SensReader(sens) as reader:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-        try:
+    from habitat_eqarm.data.episode_writer import EpisodeFolderWriter
+
+    writer = EpisodeFolderWriter(out, compress_level=png_compress_level)
+    try:
+        with SensReader(sens) as reader:
             selection = (frame_skip, max_frames)
-            count = _write_frames(
-                reader, tmp, selection, rgb_only, png_compress_level, workers, on_frame
-            )
+            count = _write_frames(reader, writer, selection, rgb_only, workers, on_frame)
             if not rgb_only:
-                _write_matrices(reader.header, tmp)
-            os.replace(tmp, out)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return ExtractStats(out, count, reader.header.num_frames, rgb_only)
+                for name in _MATRICES:
+                    writer.write_matrix(name, getattr(reader.header, name))
+            writer.commit()
+            return ExtractStats(writer.folder, count, reader.header.num_frames, rgb_only)
+    except BaseException:
+        writer.abort()
+        raise
 
 
 def _write_frames(
     reader: SensReader,
-    folder: Path,
+    writer: EpisodeFolderWriter,
     selection: tuple[int, int | None],
     rgb_only: bool,
-    compress_level: int,
     workers: int,
     on_frame: Callable[[int], None] | None,
 ) -> int:
@@ -324,8 +324,7 @@ def _write_frames(
             rgb = reader.color(frame)
             depth = None if rgb_only else reader.depth(frame)
             pose = None if rgb_only else frame.camera_to_world
-            stem = folder / f"{frame.index:06d}"
-            pending.append(pool.submit(_save_frame, stem, rgb, depth, pose, compress_level))
+            pending.append(pool.submit(writer.write_frame, frame.index, rgb, depth, pose))
             while len(pending) > 2 * max(1, workers):  # bound what waits in memory
                 pending.popleft().result()
             count += 1
@@ -334,18 +333,3 @@ def _write_frames(
         while pending:
             pending.popleft().result()
     return count
-
-
-def _save_frame(stem: Path, rgb, depth, pose, compress_level: int) -> None:
-    from PIL import Image
-
-    Image.fromarray(rgb).save(f"{stem}-rgb.png", compress_level=compress_level)
-    if depth is not None:
-        Image.fromarray(depth).save(f"{stem}-depth.png", compress_level=compress_level)
-    if pose is not None:
-        np.savetxt(f"{stem}.txt", pose, fmt="%f")
-
-
-def _write_matrices(header: SensHeader, folder: Path) -> None:
-    for name in ("intrinsic_color", "intrinsic_depth", "extrinsic_color", "extrinsic_depth"):
-        np.savetxt(folder / f"{name}.txt", getattr(header, name), fmt="%f")

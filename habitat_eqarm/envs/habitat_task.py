@@ -237,9 +237,9 @@ class EQARMRewardMeasure(Measure):
     def _get_uuid(self, *args: Any, **kwargs: Any) -> str:
         return self.cls_uuid
 
-    def _observe(self, observations: Any, episode: EQARMEpisode) -> None:
+    def _observe(self, observations: Any, episode: EQARMEpisode, final: bool = False) -> None:
         frame = np.asarray(observations[self._config.rgb_uuid])[..., :3]
-        self.state.observe(frame[None], episode.question, episode.question_id)
+        self.state.observe(frame[None], episode.question, episode.question_id, final=final)
 
     def reset_metric(self, *args: Any, episode: EQARMEpisode, observations: Any, **kwargs: Any):
         self.state.begin("eqarm-habitat")
@@ -254,7 +254,8 @@ class EQARMRewardMeasure(Measure):
     ):
         if self._scored:
             return
-        self._observe(observations, episode)
+        # the observation after the answer action was never seen by the agent: not judged
+        self._observe(observations, episode, final=task.answer is not None)
         if task.answer is None:
             return
         self._scored = True

@@ -8,7 +8,8 @@ so a 10,000-step episode costs what a ``max_frames``-step one does.
 
 With ``out_dir`` every frame (not only the kept ones) is also written to disk by a writer
 thread: the step loop only copies the frame into a queue. ``write_format="folder"`` writes
-OpenEQA's layout (lossless PNG, plus depth and poses when given); ``"mp4"`` writes RGB only,
+OpenEQA's layout (lossless PNG, plus depth and poses when given) through the one
+:class:`~habitat_eqarm.data.episode_writer.EpisodeFolderWriter`; ``"mp4"`` writes RGB only,
 H.264 in its lossless RGB mode (libx264rgb, qp 0, via PyAV). :class:`EpisodeMemory` reads
 either back identically. The episode is written to a hidden temporary name and renamed into
 place by :meth:`finish`, so a reader never sees half an episode.
@@ -16,9 +17,9 @@ place by :meth:`finish`, so a reader never sees half an episode.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
-import shutil
 import tempfile
 import threading
 from pathlib import Path
@@ -27,98 +28,26 @@ from typing import Any
 import numpy as np
 
 from habitat_eqarm.data.episode import EpisodeMemory
+from habitat_eqarm.data.episode_writer import PNG_COMPRESS_LEVEL, EpisodeFolderWriter
 
 _STOP = object()
 
 
-class _FolderWriter:
-    """A thread writing frames as ``{i:06d}-rgb.png`` (+ depth, pose) into a temporary folder."""
+class _VideoSink:
+    """RGB frames encoded losslessly into a temporary ``.mp4`` (libx264rgb, qp 0), renamed
+    onto ``target`` by :meth:`commit`; the video counterpart of :class:`EpisodeFolderWriter`."""
 
-    def __init__(self, target: Path, compress_level: int, max_pending: int, fps: float) -> None:
+    def __init__(self, target: Path, fps: float) -> None:
         if target.exists():
             raise FileExistsError(f"{target}: episode already exists")
         target.parent.mkdir(parents=True, exist_ok=True)
-        self.target = target
-        self.tmp = self._make_tmp()
-        self.compress_level = compress_level
-        self.fps = fps
-        self.queue: queue.Queue = queue.Queue(maxsize=max_pending)
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(
-            target=self._run, name=f"recorder-{target.name}", daemon=True
-        )
-        self.thread.start()
-
-    def put(self, index: int, frame: np.ndarray, depth, pose) -> None:
-        if self.error is not None:
-            raise RuntimeError(f"{self.target}: writing the episode failed: {self.error}")
-        self.queue.put((index, frame, depth, pose))
-
-    def _make_tmp(self) -> Path:
-        return Path(tempfile.mkdtemp(prefix=f".{self.target.name}.", dir=self.target.parent))
-
-    def _run(self) -> None:
-        while (item := self.queue.get()) is not _STOP:
-            if self.error is not None:
-                continue  # drain after a failure
-            try:
-                self.write(*item)
-            except BaseException as err:  # reported to the step loop on its next call
-                self.error = err
-        try:
-            self.close_stream()
-        except BaseException as err:
-            self.error = self.error or err
-
-    def close_stream(self) -> None:
-        """Flush whatever the format buffers (nothing for PNG folders)."""
-
-    def write(self, index: int, frame: np.ndarray, depth, pose) -> None:
-        from PIL import Image
-
-        stem = self.tmp / f"{index:06d}"
-        Image.fromarray(frame).save(f"{stem}-rgb.png", compress_level=self.compress_level)
-        if depth is not None:
-            Image.fromarray(depth).save(f"{stem}-depth.png", compress_level=self.compress_level)
-        if pose is not None:
-            np.savetxt(f"{stem}.txt", pose)
-
-    def finish(self, intrinsics: dict[str, np.ndarray] | None) -> Path:
-        self.queue.put(_STOP)
-        self.thread.join()
-        if self.error is not None:
-            self.abort()
-            raise RuntimeError(f"{self.target}: writing the episode failed: {self.error}")
-        self.write_intrinsics(intrinsics or {})
-        os.replace(self.tmp, self.target)
-        return self.target
-
-    def write_intrinsics(self, intrinsics: dict[str, np.ndarray]) -> None:
-        for name, matrix in intrinsics.items():
-            np.savetxt(self.tmp / f"intrinsic_{name}.txt", np.asarray(matrix, dtype=np.float64))
-
-    def abort(self) -> None:
-        if self.thread.is_alive():
-            self.queue.put(_STOP)
-            self.thread.join()
-        if self.tmp.is_dir():
-            shutil.rmtree(self.tmp, ignore_errors=True)
-        else:
-            self.tmp.unlink(missing_ok=True)
-
-
-class _VideoWriter(_FolderWriter):
-    """A thread encoding RGB frames losslessly into a temporary ``.mp4`` (libx264rgb, qp 0)."""
-
-    def _make_tmp(self) -> Path:
-        fd, name = tempfile.mkstemp(
-            prefix=f".{self.target.name}.", suffix=".mp4", dir=self.target.parent
-        )
+        self.target, self.fps = target, fps
+        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".mp4", dir=target.parent)
         os.close(fd)
+        self.tmp = Path(name)
         self.container = self.stream = None
-        return Path(name)
 
-    def write(self, index: int, frame: np.ndarray, depth, pose) -> None:
+    def write_frame(self, index: int, rgb: np.ndarray, depth=None, pose=None) -> None:
         import av
 
         if self.stream is None:
@@ -127,19 +56,72 @@ class _VideoWriter(_FolderWriter):
             self.stream = self.container.add_stream(
                 "libx264rgb", rate=round(self.fps), options=options
             )
-            self.stream.height, self.stream.width = frame.shape[:2]
+            self.stream.height, self.stream.width = rgb.shape[:2]
             self.stream.pix_fmt = "rgb24"
-        for packet in self.stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+        for packet in self.stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
             self.container.mux(packet)
 
-    def close_stream(self) -> None:
+    def write_intrinsics(self, intrinsics: dict[str, np.ndarray] | None) -> None:
+        """A video holds RGB only."""
+
+    def commit(self) -> Path:
         if self.stream is not None:
             for packet in self.stream.encode():
                 self.container.mux(packet)
             self.container.close()
+            self.container = self.stream = None
+        os.replace(self.tmp, self.target)
+        return self.target
 
-    def write_intrinsics(self, intrinsics: dict[str, np.ndarray]) -> None:
-        """A video holds RGB only."""
+    def abort(self) -> None:
+        if self.container is not None:
+            with contextlib.suppress(Exception):  # a broken stream: the file goes anyway
+                self.container.close()
+            self.container = self.stream = None
+        self.tmp.unlink(missing_ok=True)
+
+
+class _BackgroundWriter:
+    """A thread handing queued frames to a sink (:class:`EpisodeFolderWriter` or an mp4)."""
+
+    def __init__(self, sink: EpisodeFolderWriter | _VideoSink, name: str, max_pending: int):
+        self.sink, self.name = sink, name
+        self.queue: queue.Queue = queue.Queue(maxsize=max_pending)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name=f"recorder-{name}", daemon=True)
+        self.thread.start()
+
+    def put(self, index: int, frame: np.ndarray, depth, pose) -> None:
+        if self.error is not None:
+            raise RuntimeError(f"{self.name}: writing the episode failed: {self.error}")
+        self.queue.put((index, frame, depth, pose))
+
+    def _run(self) -> None:
+        while (item := self.queue.get()) is not _STOP:
+            if self.error is not None:
+                continue  # drain after a failure
+            try:
+                self.sink.write_frame(*item)
+            except BaseException as err:  # reported to the step loop on its next call
+                self.error = err
+
+    def finish(self, intrinsics: dict[str, np.ndarray] | None) -> Path:
+        self.queue.put(_STOP)
+        self.thread.join()
+        if self.error is None:
+            try:
+                self.sink.write_intrinsics(intrinsics)
+                return self.sink.commit()
+            except BaseException as err:
+                self.error = err
+        self.sink.abort()
+        raise RuntimeError(f"{self.name}: writing the episode failed: {self.error}")
+
+    def abort(self) -> None:
+        if self.thread.is_alive():
+            self.queue.put(_STOP)
+            self.thread.join()
+        self.sink.abort()
 
 
 class EpisodeMemoryRecorder:
@@ -158,7 +140,7 @@ class EpisodeMemoryRecorder:
         out_dir: str | os.PathLike[str] | None = None,
         write_format: str = "folder",
         fps: float = 10.0,
-        png_compress_level: int = 1,
+        png_compress_level: int = PNG_COMPRESS_LEVEL,
         max_pending: int = 256,
     ) -> None:
         if max_frames < 2:
@@ -170,7 +152,7 @@ class EpisodeMemoryRecorder:
         self.out_dir = Path(out_dir) if out_dir else None
         self.png_compress_level = png_compress_level
         self.max_pending = max_pending
-        self._writer: _FolderWriter | None = None
+        self._writer: _BackgroundWriter | None = None
         self.intrinsics: dict[str, np.ndarray] | None = None
         self.clear()
 
@@ -196,13 +178,12 @@ class EpisodeMemoryRecorder:
             if not name:
                 raise ValueError("EpisodeMemoryRecorder.start: a name is needed to write to disk")
             if self.write_format == "mp4":
-                self._writer = _VideoWriter(
-                    self.out_dir / f"{name}.mp4", 0, self.max_pending, self.fps
-                )
+                target = self.out_dir / f"{name}.mp4"
+                sink = _VideoSink(target, self.fps)
             else:
-                self._writer = _FolderWriter(
-                    self.out_dir / name, self.png_compress_level, self.max_pending, self.fps
-                )
+                target = self.out_dir / name
+                sink = EpisodeFolderWriter(target, compress_level=self.png_compress_level)
+            self._writer = _BackgroundWriter(sink, str(target), self.max_pending)
 
     def add(self, frame: np.ndarray, depth: np.ndarray | None = None, pose: Any = None) -> None:
         """Record one step's frame ``(H, W, 3)`` uint8, with optional depth and 4x4 pose."""

@@ -117,10 +117,20 @@ class EpisodeState:
         name = f"{name_prefix}-ep{self.episode:06d}"
         self.recorder.start(name if self.recorder.out_dir else None)
 
-    def observe(self, frames: np.ndarray, question: Any, question_id: Any) -> None:
-        """Record a step's frame(s) and remember the question once it is known."""
-        for frame in frames:
-            self.recorder.add(frame)
+    def observe(
+        self, frames: np.ndarray, question: Any, question_id: Any, *, final: bool = False
+    ) -> None:
+        """Record a step's frame(s) and remember the question once it is known.
+
+        ``final``: the observation of the step that ended the episode. It comes after the
+        agent's last decision (the answer), so the agent never saw it and its frames are not
+        recorded: the reward model judges exactly the frames the agent answered from, each once
+        (an episodic env returns its keyframes again with the answer; a stream env its last
+        frame). Its question and id still count.
+        """
+        if not final:
+            for frame in frames:
+                self.recorder.add(frame)
         if isinstance(question, str) and question and self.question is None:
             self.question = question
         if question_id is not None and self.question_id is None:
@@ -243,6 +253,87 @@ def score_episodes(
     )
 
 
+def answer_text(answer: Any, where: str) -> str | None:
+    """The answer an episode ended with; None when there is none (absent or blank text).
+
+    ``where`` names the answer in the error (wrapper, sub-env or episode, and the source):
+    anything other than text is a :class:`TypeError`, never silently "no answer".
+    """
+    if answer is None or (isinstance(answer, str) and not answer.strip()):
+        return None
+    if not isinstance(answer, str):
+        raise TypeError(f"{where} must be text, got {type(answer).__name__}")
+    return answer
+
+
+def unanswered(shaping: RewardShaping, answer_source: str) -> tuple[float, dict[str, Any]]:
+    """The reward and ``info["eqarm"]`` of an episode that ended without an answer."""
+    reward = shaping.no_answer_reward
+    reason = f"the episode ended without an answer (nothing at {answer_source})"
+    return reward, no_answer_info(reason, reward)
+
+
+@dataclass
+class FinishedEpisode:
+    """An answered episode taken off its recorder, so it can be scored later or elsewhere.
+
+    ``steps``: the episode step of each recorded frame; ``label`` names the episode in errors.
+    """
+
+    instance: EQAInstance
+    memory: EpisodeMemory
+    steps: list[int]
+    env_reward: float
+    label: str
+
+
+def finish_episode(
+    state: EpisodeState,
+    name_prefix: str,
+    answer: str,
+    reasoning: Any,
+    env_reward: float,
+    where: str = "",
+) -> FinishedEpisode:
+    """The answered episode of ``state`` as a :class:`FinishedEpisode` (``where``: a sub-env)."""
+    instance = state.instance(name_prefix, answer, reasoning)
+    label = f"{where}episode {state.episode} (question {instance.question_id!r})"
+    steps = list(state.recorder.step_indices)
+    return FinishedEpisode(instance, state.recorder.memory(), steps, env_reward, label)
+
+
+def score_finished(
+    setup: RewardSetup,
+    episodes: Sequence[FinishedEpisode],
+    seed: int | None,
+    timings: bool,
+    who: str,
+) -> list[tuple[float, dict[str, Any], Judgement]]:
+    """Score finished episodes in one reward-model call: ``(reward, info, judgement)`` each.
+
+    Picks keyframes of each recorded memory, shapes each reward and fills ``info["eqarm"]``
+    (with the episode steps of the keyframes). Every wrapper (single env, vector env, the
+    habitat ``eqarm_reward`` measure) scores through here; a failing call is re-raised as a
+    :class:`RuntimeError` naming ``who`` and the episodes.
+    """
+    setup.handle.model  # noqa: B018 - load a lazily created model outside the timed call
+    t0 = time.perf_counter()
+    items = [(episode.instance, episode.memory) for episode in episodes]
+    try:
+        judgements = score_episodes(setup.handle, items, setup.params, seed)
+    except Exception as err:
+        labels = "; ".join(episode.label for episode in episodes)
+        raise RuntimeError(f"{who}: scoring {labels} failed: {type(err).__name__}: {err}") from err
+    latency = time.perf_counter() - t0
+    out = []
+    for episode, judgement in zip(episodes, judgements, strict=True):
+        reward = setup.shaping.reward(judgement.score, episode.env_reward)
+        details = eqarm_info(judgement, reward, latency, timings)
+        details["keyframe_steps"] = [episode.steps[i] for i in judgement.keyframe_indices]
+        out.append((reward, details, judgement))
+    return out
+
+
 def score_answered_episode(
     setup: RewardSetup,
     state: EpisodeState,
@@ -254,27 +345,14 @@ def score_answered_episode(
     timings: bool,
     who: str = "EQARMReward",
 ) -> tuple[float, dict[str, Any], EQAInstance, Judgement]:
-    """Score an answered episode from its recorded state: ``(reward, info, instance, judgement)``.
+    """Score one answered episode now: ``(reward, info, instance, judgement)``.
 
-    Builds the instance, picks keyframes of the recorded memory, makes one reward-model call,
-    shapes the reward and fills ``info["eqarm"]`` (with the episode steps of the keyframes).
-    The single-env wrapper and the habitat ``eqarm_reward`` measure both score through here.
+    :func:`finish_episode` then :func:`score_finished`; the single-env wrapper and the
+    habitat ``eqarm_reward`` measure score through here.
     """
-    instance = state.instance(name_prefix, answer, reasoning)
-    memory = state.recorder.memory()
-    setup.handle.model  # noqa: B018 - load a lazily created model outside the timed call
-    t0 = time.perf_counter()
-    try:
-        (judgement,) = score_episodes(setup.handle, [(instance, memory)], setup.params, seed)
-    except Exception as err:
-        raise RuntimeError(
-            f"{who}: scoring episode {state.episode} (question "
-            f"{instance.question_id!r}) failed: {type(err).__name__}: {err}"
-        ) from err
-    reward = setup.shaping.reward(judgement.score, env_reward)
-    details = eqarm_info(judgement, reward, time.perf_counter() - t0, timings)
-    details["keyframe_steps"] = [state.recorder.step_indices[i] for i in judgement.keyframe_indices]
-    return reward, details, instance, judgement
+    episode = finish_episode(state, name_prefix, answer, reasoning, env_reward)
+    ((reward, details, judgement),) = score_finished(setup, [episode], seed, timings, who)
+    return reward, details, episode.instance, judgement
 
 
 def eqarm_info(

@@ -19,7 +19,6 @@ Autoreset: Gymnasium's ``NEXT_STEP`` (the default) and ``SAME_STEP`` modes are s
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -30,14 +29,16 @@ from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
 from habitat_eqarm.envs.recorder import EpisodeMemoryRecorder
 from habitat_eqarm.rewards.episode_scoring import (
     EpisodeState,
+    FinishedEpisode,
     RewardSetup,
-    eqarm_info,
+    answer_text,
     find_frame_key,
+    finish_episode,
     frames_in,
     lookup,
-    no_answer_info,
     parse_source,
-    score_episodes,
+    score_finished,
+    unanswered,
 )
 from habitat_eqarm.rewards.model import EQARewardModel
 
@@ -122,7 +123,7 @@ class EQARMVectorReward(VectorWrapper):
             )
         self.autoreset_mode = mode
         self.frame_key = find_frame_key(env.single_observation_space, frame_key, str(env))
-        setup = RewardSetup.build(reward_model, options)
+        setup = self._setup = RewardSetup.build(reward_model, options)
         self.sources, self.params, self.shaping, self.handle = (
             setup.sources,
             setup.params,
@@ -167,7 +168,7 @@ class EQARMVectorReward(VectorWrapper):
                 self._begin(i, obs, infos)
                 continue
             final_obs = self._final_obs(obs, infos, i, done[i])
-            self._observe(i, final_obs, infos, _item(actions, i))
+            self._observe(i, final_obs, infos, _item(actions, i), final=done[i])
             if done[i]:
                 finishing.append((i, final_obs, _item(actions, i)))
         self._finish(finishing, infos, rewards, details)
@@ -219,54 +220,48 @@ class EQARMVectorReward(VectorWrapper):
                 return value
         return _info_item(infos, key, i)
 
-    def _observe(self, i: int, obs: Any, infos: dict, action: Any) -> None:
+    def _observe(self, i: int, obs: Any, infos: dict, action: Any, final: bool = False) -> None:
         self.states[i].observe(
             frames_in(obs, self.frame_key),
             self._lookup("question", obs, infos, action, i),
             self._lookup("question_id", obs, infos, action, i),
+            final=bool(final),
         )
 
     def _finish(self, finishing, infos, rewards, details) -> None:
-        items, targets = [], []
+        episodes: list[tuple[int, FinishedEpisode]] = []
+        source = self.sources["answer"]
         for i, final_obs, action in finishing:
-            answer = self._lookup("answer", final_obs, infos, action, i)
-            if not isinstance(answer, str) or not answer.strip():
-                rewards[i] = self.shaping.no_answer_reward
-                details[i] = no_answer_info("the episode ended without an answer", rewards[i])
+            where = f"EQARMVectorReward: sub-env {i}, step {self._step}: the answer at {source}"
+            answer = answer_text(self._lookup("answer", final_obs, infos, action, i), where)
+            if answer is None:
+                rewards[i], details[i] = unanswered(self.shaping, source)
                 continue
             reasoning = self._lookup("reasoning", final_obs, infos, action, i)
-            state = self.states[i]
-            items.append((state.instance(f"vec{i}", answer, reasoning), state.recorder.memory()))
-            targets.append((i, float(rewards[i])))
+            episode = finish_episode(
+                self.states[i], f"vec{i}", answer, reasoning, float(rewards[i]), f"sub-env {i} "
+            )
+            episodes.append((i, episode))
             rewards[i] = 0.0  # delivered below (or later, when scoring in the background)
-        if not items:
+        if not episodes:
             return
         seed = None if self._run_seed is None else self._run_seed + self._step
         self.handle.model  # noqa: B018 - a lazily created model loads outside the timed call
         if self._executor is not None:
-            future = self._executor.submit(self._score, items, targets, seed)
+            future = self._executor.submit(self._score, episodes, seed)
             self._pending.append((self._step, future))
             return
-        for i, reward, info in self._score(items, targets, seed):
+        for i, reward, info in self._score(episodes, seed):
             rewards[i], details[i] = reward, info
 
-    def _score(self, items, targets, seed) -> list[tuple[int, float, dict]]:
-        t0 = time.perf_counter()
+    def _score(self, episodes, seed) -> list[tuple[int, float, dict]]:
         self.calls += 1
-        try:
-            judgements = score_episodes(self.handle, items, self.params, seed)
-        except Exception as err:
-            ids = [inst.question_id for inst, _ in items]
-            raise RuntimeError(
-                f"EQARMVectorReward: scoring {len(items)} episode(s) {ids} failed: "
-                f"{type(err).__name__}: {err}"
-            ) from err
-        latency = time.perf_counter() - t0
-        out = []
-        for (i, env_reward), judgement in zip(targets, judgements, strict=True):
-            reward = self.shaping.reward(judgement.score, env_reward)
-            out.append((i, reward, eqarm_info(judgement, reward, latency, self.info_timings)))
-        return out
+        scored = score_finished(
+            self._setup, [e for _, e in episodes], seed, self.info_timings, "EQARMVectorReward"
+        )
+        return [
+            (i, reward, info) for (i, _), (reward, info, _) in zip(episodes, scored, strict=True)
+        ]
 
     def _deliver_async(self, rewards: np.ndarray, details: list, *, wait: bool) -> None:
         still = []

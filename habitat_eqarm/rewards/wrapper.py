@@ -1,6 +1,8 @@
 """`EQARMReward`: a Gymnasium wrapper that scores an agent's answer with EQA-RM.
 
-On every step the wrapper records the observation's frame(s). When an episode ends
+The wrapper records the frame(s) of every observation the agent acts on: the reset's and
+those of every step but the last (the observation returned with the answer comes after it,
+so it is not recorded and no frame is judged twice). When an episode ends
 (terminated or truncated) with an answer, it builds an :class:`EQAInstance` from the question,
 the answer and the reasoning steps, picks keyframes of the recorded memory, scores it with the
 reward model and returns the reward (default score / 10, in [0, 1]; see
@@ -26,11 +28,12 @@ from habitat_eqarm.envs.recorder import EpisodeMemoryRecorder
 from habitat_eqarm.rewards.episode_scoring import (
     EpisodeState,
     RewardSetup,
+    answer_text,
     find_frame_key,
     frames_in,
     lookup,
-    no_answer_info,
     score_answered_episode,
+    unanswered,
 )
 from habitat_eqarm.rewards.model import EQARewardModel
 
@@ -118,7 +121,7 @@ class EQARMReward(gym.Wrapper, gym.utils.RecordConstructorArgs):
     def step(self, action: Any):
         """Step the env; at the end of an answered episode, score it."""
         obs, env_reward, terminated, truncated, info = self.env.step(action)
-        self._observe(obs, info, action)
+        self._observe(obs, info, action, final=terminated or truncated)
         if not (terminated or truncated):
             return obs, env_reward, terminated, truncated, info
         reward, details = self._finish(obs, info, action, float(env_reward))
@@ -128,25 +131,21 @@ class EQARMReward(gym.Wrapper, gym.utils.RecordConstructorArgs):
         spec = getattr(self.env, "spec", None)
         return (spec.id.replace("/", "-") if spec else type(self.env.unwrapped).__name__).lower()
 
-    def _observe(self, obs: Any, info: dict, action: Any) -> None:
+    def _observe(self, obs: Any, info: dict, action: Any, final: bool = False) -> None:
         self.state.observe(
             frames_in(obs, self.frame_key),
             lookup(self.sources["question"], obs, info, action),
             lookup(self.sources["question_id"], obs, info, action),
+            final=final,
         )
 
     def _finish(self, obs: Any, info: dict, action: Any, env_reward: float):
-        answer = lookup(self.sources["answer"], obs, info, action)
+        where = f"EQARMReward: episode {self.state.episode}: the answer at {self.sources['answer']}"
+        raw_answer = lookup(self.sources["answer"], obs, info, action)
         self.recorder.finish()
-        if answer is None or (isinstance(answer, str) and not answer.strip()):
-            reward = self.shaping.no_answer_reward
-            reason = f"the episode ended without an answer (nothing at {self.sources['answer']})"
-            return reward, no_answer_info(reason, reward)
-        if not isinstance(answer, str):
-            raise TypeError(
-                f"EQARMReward: the answer at {self.sources['answer']} must be text, "
-                f"got {type(answer).__name__}"
-            )
+        answer = answer_text(raw_answer, where)
+        if answer is None:
+            return unanswered(self.shaping, self.sources["answer"])
         reasoning = lookup(self.sources["reasoning"], obs, info, action)
         seed = None if self._run_seed is None else self._run_seed + self.state.episode
         reward, details, instance, judgement = score_answered_episode(

@@ -2,7 +2,14 @@ import json
 
 import pytest
 
-from habitat_eqarm.bench.evaluate import SampleCache, load_instances
+from habitat_eqarm.bench.evaluate import (
+    EvalSettings,
+    SampleCache,
+    format_report,
+    load_instances,
+    score_report,
+)
+from habitat_eqarm.bench.report import table_by_source
 from habitat_eqarm.cli.main import main
 from habitat_eqarm.data import EQAInstance, load_openeqa, to_dataset, write_jsonl
 from habitat_eqarm.rewards.model import judgement_from_texts
@@ -62,6 +69,13 @@ def test_eval_writes_every_report_and_resumes_without_resampling(
     assert "hm3d" in results["by_k"]["1"]["mean"]["by_source"]
     assert results["by_k"]["1"]["majority"]["pairwise"]["pairs"] == 3
     assert "prefixes of the same samples" in (out / "table1.md").read_text()
+    formats = results["format_by_k"]["4"]
+    assert formats["samples"] == 24 and formats["instances"] == 6
+    malformed = sum(not s.format_ok for j in cache.entries.values() for s in j.samples)
+    assert formats["malformed_samples"] == malformed
+    assert formats["sample_failure_rate"] == pytest.approx(malformed / 24)
+    assert formats["instances_without_valid"] == overall["n_invalid"]
+    assert "| malformed samples | no valid sample |" in (out / "table1.md").read_text()
     assert "object localization" in (out / "table2.md").read_text()
     for png in ("scaling.png", "histogram.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
@@ -135,3 +149,28 @@ def test_cache_ignores_other_fingerprints(tmp_path):
     SampleCache(tmp_path / "c.jsonl", {"kmax": 4}).add(j)
     assert SampleCache(tmp_path / "c.jsonl", {"kmax": 8}).load().entries == {}
     assert set(SampleCache(tmp_path / "c.jsonl", {"kmax": 4}).load().entries) == {"q"}
+
+
+def test_format_failures_are_reported_per_sample_and_per_instance():
+    """The paper's failure rate is per sample; "none valid" counts instances. Both reported."""
+    ok, bad = "<critique>Fine.</critique><score>7</score>", "no tags at all"
+    texts = {"a": [ok, bad, bad, ok], "b": [bad, bad, bad, bad], "c": [ok, ok, ok, bad]}
+    instances = [EQAInstance(question_id=q, question="?", source="hm3d", gt_score=7) for q in texts]
+    judgements = {
+        q: judgement_from_texts(inst, texts[q], aggregate="mean", prompt_id="p", model="m")
+        for q, inst in zip(texts, instances, strict=True)
+    }
+    settings = EvalSettings(ks=(1, 2, 4), aggregates=("mean",))
+    formats = format_report(instances, judgements, settings.ks)
+    assert formats["1"] == {
+        "samples": 3,
+        "malformed_samples": 1,
+        "sample_failure_rate": pytest.approx(1 / 3),
+        "instances": 3,
+        "instances_without_valid": 1,
+    }
+    assert formats["4"]["samples"] == 12 and formats["4"]["malformed_samples"] == 7
+    assert formats["4"]["instances_without_valid"] == 1  # "b" only
+    table = table_by_source(score_report(instances, judgements, settings), "mean", "m", formats)
+    assert "| malformed samples | no valid sample |" in table
+    assert "| 58.33 (7/12) | 1/3 |" in table and "| 50.00 (3/6) | 1/3 |" in table

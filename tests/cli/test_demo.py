@@ -30,7 +30,7 @@ def test_demo_scores_true_and_wrong_answers_on_the_real_episode(
     assert "![keyframes](contact_sheet.png)" in report and "| Four chairs | no |" in report
     # the RL part: 3 questions x 2 answers played through EMEQAEnv + EQARMReward
     gym_rows = report.split("EMEQAEnv + EQARMReward")[1].strip().splitlines()[2:]
-    assert len(gym_rows) == 6 and all("| 169 |" in row for row in gym_rows)
+    assert len(gym_rows) == 6 and all("| 168 |" in row for row in gym_rows)  # each frame once
     from PIL import Image
 
     with Image.open(tmp_path / "contact_sheet.png") as sheet:

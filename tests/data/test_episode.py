@@ -86,7 +86,7 @@ def test_write_episode_folder_refuses_to_overwrite_and_leaves_nothing_on_failure
     write_episode_folder(tmp_path / "ep", small_frames(2))
     with pytest.raises(FileExistsError, match="ep"):
         write_episode_folder(tmp_path / "ep", small_frames(2))
-    with pytest.raises(ValueError, match="reshape"):  # the second pose is not 4x4
+    with pytest.raises(ValueError, match="frame 1: a pose must be 4x4"):
         write_episode_folder(tmp_path / "ep2", small_frames(2), poses=[np.eye(4), np.ones(3)])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ep"]
 

@@ -36,7 +36,7 @@ def test_check_env_with_eqarm_reward(env, tiny_model_path):
         {"kind": env.action_names.index("eqarm_answer"), "answer": "blue", "reasoning": "a\nb"}
     )
     assert terminated and not truncated and info["answer"] == "blue"
-    assert info["reasoning_steps"] == ["a", "b"] and info["eqarm"]["keyframe_steps"] == [0, 1, 2]
+    assert info["reasoning_steps"] == ["a", "b"] and info["eqarm"]["keyframe_steps"] == [0, 1]
     assert reward == (info["eqarm"]["score"] or 0) / 10
     wrapped.close()
 

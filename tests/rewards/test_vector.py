@@ -1,7 +1,9 @@
 import gymnasium as gym
+import numpy as np
 import pytest
 
 import habitat_eqarm.envs  # noqa: F401 - registers the env
+from habitat_eqarm.envs import ANSWER
 from habitat_eqarm.envs.agents import ScriptedAgent
 from habitat_eqarm.rewards.model import EQARewardModel
 from habitat_eqarm.rewards.vector import EQARMVectorReward, unbatch_info
@@ -105,3 +107,47 @@ def test_vector_env_without_frames_is_refused(counted_rm):
     with pytest.raises(ValueError, match="cannot find frames"):
         EQARMVectorReward(venv, counted_rm)
     venv.close()
+
+
+def test_episodic_vector_env_scores_each_keyframe_the_agent_saw_once(openeqa_dir, counted_rm):
+    received = []
+    real = counted_rm.backend.generate
+
+    def spy(requests, params):
+        received.extend(np.asarray(request.frames) for request in requests)
+        return real(requests, params)
+
+    counted_rm.backend.generate = spy
+    venv = gym.make_vec(
+        "habitat_eqarm/EMEQA-v0",
+        num_envs=2,
+        questions=str(openeqa_dir / "open-eqa-demo-data.json"),
+        data_root=str(openeqa_dir),
+        mode="episodic",
+    )
+    env = EQARMVectorReward(venv, counted_rm, seed=0, **FAST)
+    obs, info = env.reset(seed=0)
+    shown = obs["frames"].copy()
+    _, _, terminated, _, info = env.step(ScriptedAgent().act_batch(obs, info, 2))
+    assert terminated.all() and counted_rm.calls == [2]
+    for i, frames in enumerate(received):
+        np.testing.assert_array_equal(frames, shown[i])  # views 0..4 of sub-env i, each once
+    assert all(d["keyframe_steps"] == [0, 1, 2, 3, 4] for d in unbatch_info(info))
+    env.close()
+
+
+def test_a_non_text_answer_is_a_type_error_naming_the_sub_env(counted_rm):
+    venv = gym.make_vec("habitat_eqarm/EMEQA-v0", num_envs=2, questions="synthetic")
+    env = EQARMVectorReward(venv, counted_rm, answer_source="action.text", **FAST)
+    env.reset(seed=0)
+    actions = {
+        "kind": np.array([ANSWER, ANSWER]),
+        "answer": ("", ""),
+        "reasoning": ("", ""),
+        "text": ("a cat", 7),
+    }
+    with pytest.raises(
+        TypeError, match=r"sub-env 1, step 1: the answer at action\.text must be text, got int"
+    ):
+        env.step(actions)
+    env.close()

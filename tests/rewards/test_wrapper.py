@@ -49,11 +49,11 @@ def test_real_demo_episode_scored_end_to_end(openeqa_dir, tiny_model_path):
     assert details["k"] == 2 and len(details["scores"]) == 2 and len(details["critiques"]) == 2
     assert details["n_valid"] == sum(s is not None for s in details["scores"])
     assert reward == (0.0 if details["score"] is None else details["score"] / 10)
-    # observations recorded: the reset, 39 "continue" steps and the answering step = 41
-    assert details["keyframe_steps"] == [0, 10, 20, 30, 40]
+    # frames recorded: the reset's and those of the 39 "continue" steps (not the answer's) = 40
+    assert details["keyframe_steps"] == [0, 10, 20, 29, 39]
     assert details["latency_s"] > 0 and details["prompt_id"] == "eqarm-rm-v1"
     assert details["question_id"] == info["question_id"]
-    assert len(wrapped.recorder) == 41
+    assert len(wrapped.recorder) == 40
     wrapped.close()
     assert wrapped.handle._model is None  # created from a path, so closed with the wrapper
 
@@ -112,7 +112,7 @@ def test_answer_and_question_from_the_action_and_info(tiny_rm):
     env.reset(seed=0)
     env.step({"done": False})
     _, reward, _, _, info = env.step({"done": True, "text": "a cat", "why": ["I see fur."]})
-    assert info["eqarm"]["keyframe_steps"] == [0, 1, 2]
+    assert info["eqarm"]["keyframe_steps"] == [0, 1]  # not the observation after the answer
     assert reward == (info["eqarm"]["score"] or 0.0) + 1.0
     with pytest.raises(TypeError, match=r"the answer at action\.text must be text, got int"):
         env.reset()
@@ -166,3 +166,54 @@ def test_spec_stays_serialisable(tiny_model_path):
     assert (
         "EQARMReward" in wrapped.spec.to_json() and str(tiny_model_path) in wrapped.spec.to_json()
     )
+
+
+@pytest.fixture()
+def frames_received(tiny_rm):
+    """The frames each request to the reward model's backend carried (the calls still run)."""
+    received = []
+    real = tiny_rm.backend.generate
+
+    def spy(requests, params):
+        received.extend(np.asarray(request.frames) for request in requests)
+        return real(requests, params)
+
+    tiny_rm.backend.generate = spy
+    yield received
+    del tiny_rm.backend.generate
+
+
+def demo_env(openeqa_dir, mode):
+    questions = str(openeqa_dir / "open-eqa-demo-data.json")
+    return EMEQAEnv(questions, data_root=str(openeqa_dir), mode=mode)
+
+
+def test_episodic_mode_scores_each_keyframe_the_agent_saw_once(
+    openeqa_dir, tiny_rm, frames_received
+):
+    env = EQARMReward(demo_env(openeqa_dir, "episodic"), tiny_rm, seed=0, **FAST)
+    obs, info = env.reset(seed=0)
+    shown = obs["frames"]  # the 5 keyframes the agent answers from
+    action = ScriptedAgent(lambda qid, q: "a sofa").act(obs, info)
+    *_, terminated, _, info = env.step(action)
+    assert terminated and len(frames_received) == 1
+    np.testing.assert_array_equal(frames_received[0], shown)  # views 0..4, each once, in order
+    assert info["eqarm"]["keyframe_steps"] == [0, 1, 2, 3, 4]
+    assert len(env.recorder) == 5
+
+
+def test_stream_mode_scores_the_frames_seen_not_the_answer_step_again(
+    openeqa_dir, tiny_rm, frames_received
+):
+    env = EQARMReward(demo_env(openeqa_dir, "stream"), tiny_rm, seed=0, **FAST)
+    obs, info = env.reset(seed=0)
+    agent, seen = ScriptedAgent(watch_frames=5), []
+    while True:
+        seen.append(obs["frame"])
+        obs, _, terminated, truncated, info = env.step(agent.act(obs, info))
+        if terminated or truncated:
+            break
+    assert terminated and len(seen) == 5
+    (received,) = frames_received
+    np.testing.assert_array_equal(received, np.stack(seen))  # frames 0..4, none twice
+    assert info["eqarm"]["keyframe_steps"] == [0, 1, 2, 3, 4]

@@ -137,7 +137,8 @@ responses (reasoning steps and an answer) written by a generator model, and grou
 scores (integers 0..10) proposed by a judge model that saw the reference answer, then
 verified by people.
 
-Splits, episode-disjoint (no episode memory is in two splits):
+Splits, room-disjoint (no room, a ScanNet scene with all its rescans or an HM3D scene, and
+so no episode memory, is in two splits):
 
 {split_lines}
 

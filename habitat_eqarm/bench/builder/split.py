@@ -1,12 +1,14 @@
-"""Stage 4 of EQARewardBench (spec §2, paper Table 4): episode-disjoint splits.
+"""Stage 4 of EQARewardBench (spec §2, paper Table 4): room-disjoint splits.
 
 Like the paper: the benchmark ``test`` (D_B) holds every HM3D episode (out of distribution for
 a model fine-tuned on ScanNet) and part of the ScanNet episodes (in distribution); the
-fine-tuning set ``train`` (D_F) holds the other ScanNet episodes. Whole episodes are assigned,
-so no episode memory is in both; :func:`check_disjoint` verifies it before anything is
-written. The ScanNet share of the benchmark is a fraction of ScanNet instances (paper: 713 of
-1,410, about one half) or an instance count, reached as closely as whole episodes allow; the
-episode order is shuffled with ``seed``.
+fine-tuning set ``train`` (D_F) holds the other ScanNet episodes. Whole rooms are assigned
+(:func:`~habitat_eqarm.data.openeqa.room_of`: a ScanNet scene with all its rescans
+``sceneXXXX_00``, ``_01``.., an HM3D scene), so no room, and hence no episode memory, is in
+both; OpenEQA's 89 ScanNet episodes are 74 rooms. :func:`check_disjoint` verifies it before
+anything is written and names every shared room. The ScanNet share of the benchmark is a
+fraction of ScanNet instances (paper: 713 of 1,410, about one half) or an instance count,
+reached as closely as whole rooms allow; the room order is shuffled with ``seed``.
 
 Writes ``test.jsonl``, ``train.jsonl``, ``summary.md`` (by source, by category) and
 ``summary.json`` into ``out``.
@@ -23,6 +25,7 @@ from typing import Any
 
 from habitat_eqarm.bench.builder.common import StageReport, read_instances, split_list
 from habitat_eqarm.data.io import atomic_write_text
+from habitat_eqarm.data.openeqa import room_of
 from habitat_eqarm.data.schema import EQAInstance, InstanceError, base_question_id, write_jsonl
 
 SPLITS = ("test", "train")
@@ -97,42 +100,44 @@ def scannet_target(cfg: SplitConfig, total: int) -> int:
     return round(cfg.scannet_benchmark_fraction * total)
 
 
-def pick_episodes(sizes: dict[str, int], target: int, seed: int) -> set[str]:
-    """Whole episodes whose instance counts sum as close to ``target`` as a greedy pass gets.
+def pick_rooms(sizes: dict[str, int], target: int, seed: int) -> set[str]:
+    """Whole rooms whose instance counts sum as close to ``target`` as a greedy pass gets.
 
-    Episodes are visited in a seeded shuffle of their sorted ids; one is taken when that
-    brings the sum no further from the target.
+    Rooms are visited in a seeded shuffle of their sorted ids; one is taken when that brings
+    the sum no further from the target.
     """
     order = sorted(sizes)
     random.Random(seed).shuffle(order)
     chosen: set[str] = set()
     total = 0
-    for episode in order:
-        if abs(total + sizes[episode] - target) <= abs(total - target) and total < target:
-            chosen.add(episode)
-            total += sizes[episode]
+    for room in order:
+        if abs(total + sizes[room] - target) <= abs(total - target) and total < target:
+            chosen.add(room)
+            total += sizes[room]
     return chosen
 
 
 def assign(instances: list[EQAInstance], cfg: SplitConfig) -> dict[str, list[EQAInstance]]:
-    """Instances by split, every episode in exactly one split (or dropped)."""
+    """Instances by split, every room (all its episodes) in exactly one split (or dropped)."""
     for option in ("hm3d_split", "other_split"):
         if getattr(cfg, option) not in DESTINATIONS:
             raise ValueError(f"--{option} must be one of {', '.join(DESTINATIONS)}")
     sources: dict[str, set[str]] = defaultdict(set)
     sizes: Counter = Counter()
     for inst in instances:
-        sources[inst.episode_id].add(inst.source)
+        room = room_of(inst.episode_id)
+        sources[room].add(inst.source)
         if inst.source == "scannet":
-            sizes[inst.episode_id] += 1
-    mixed = sorted(e for e, s in sources.items() if len(s) > 1)
+            sizes[room] += 1
+    mixed = sorted(r for r, s in sources.items() if len(s) > 1)
     if mixed:
-        raise InstanceError(f"episode {mixed[0]!r} has instances from several sources")
-    benchmark = pick_episodes(dict(sizes), scannet_target(cfg, sum(sizes.values())), cfg.seed)
+        found = ", ".join(sorted(sources[mixed[0]]))
+        raise InstanceError(f"room {mixed[0]!r} has instances from several sources ({found})")
+    benchmark = pick_rooms(dict(sizes), scannet_target(cfg, sum(sizes.values())), cfg.seed)
     splits: dict[str, list[EQAInstance]] = {name: [] for name in SPLITS}
     for inst in instances:
         if inst.source == "scannet":
-            where = "test" if inst.episode_id in benchmark else "train"
+            where = "test" if room_of(inst.episode_id) in benchmark else "train"
         else:
             where = cfg.hm3d_split if inst.source == "hm3d" else cfg.other_split
         if where != "drop":
@@ -140,9 +145,24 @@ def assign(instances: list[EQAInstance], cfg: SplitConfig) -> dict[str, list[EQA
     return splits
 
 
+def shared_rooms(splits: dict[str, list[EQAInstance]]) -> dict[str, dict[str, list[str]]]:
+    """Rooms found in more than one split: room -> split -> its episodes there (sorted)."""
+    where: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+    for name, instances in splits.items():
+        for inst in instances:
+            where[room_of(inst.episode_id)][name].add(inst.episode_id)
+    return {
+        room: {name: sorted(episodes) for name, episodes in by_split.items()}
+        for room, by_split in sorted(where.items())
+        if len(by_split) > 1
+    }
+
+
 def check_disjoint(splits: dict[str, list[EQAInstance]]) -> None:
-    """Raise if an episode or an instance id is in more than one split."""
-    owner: dict[str, str] = {}
+    """Raise if an instance id, or a room (hence an episode), is in more than one split.
+
+    The error lists every shared room with its episodes in each split.
+    """
     ids: dict[str, str] = {}
     for name, instances in splits.items():
         for inst in instances:
@@ -150,10 +170,18 @@ def check_disjoint(splits: dict[str, list[EQAInstance]]) -> None:
                 raise InstanceError(
                     f"instance {inst.question_id!r} is in {ids[inst.question_id]} and {name}"
                 )
-            if owner.setdefault(inst.episode_id, name) != name:
-                raise InstanceError(
-                    f"episode {inst.episode_id!r} is in both {owner[inst.episode_id]} and {name}"
-                )
+    shared = shared_rooms(splits)
+    if shared:
+        names = sorted({name for by_split in shared.values() for name in by_split})
+        rows = [
+            f"{room} ("
+            + "; ".join(f"{name}: {', '.join(eps)}" for name, eps in by_split.items())
+            + ")"
+            for room, by_split in shared.items()
+        ]
+        raise InstanceError(
+            f"{len(shared)} room(s) in both {' and '.join(names)}: " + ", ".join(rows)
+        )
 
 
 def summarise(splits: dict[str, list[EQAInstance]]) -> dict[str, Any]:
@@ -178,6 +206,7 @@ def _counts(instances: list[EQAInstance]) -> dict[str, Any]:
         "instances": len(instances),
         "questions": len({base_question_id(i.question_id) for i in instances}),
         "episodes": len({i.episode_id for i in instances}),
+        "rooms": len({room_of(i.episode_id) for i in instances}),
         "mean_gt_score": round(sum(scores) / len(scores), 2) if scores else None,
     }
 
@@ -185,18 +214,18 @@ def _counts(instances: list[EQAInstance]) -> dict[str, Any]:
 def summary_markdown(summary: dict[str, Any]) -> str:
     """Two Markdown tables: split x source (like the paper's Table 4), category x split/source."""
     lines = [
-        "| split | source | instances | questions | episodes | mean GT score |",
-        "|---|---|---:|---:|---:|---:|",
+        "| split | source | instances | questions | episodes | rooms | mean GT score |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
     for name, s in summary.items():
         for source, c in s["by_source"].items():
             lines.append(
                 f"| {name} ({SPLIT_NAMES.get(name, name)}) | {source} | {c['instances']} | "
-                f"{c['questions']} | {c['episodes']} | {c['mean_gt_score']} |"
+                f"{c['questions']} | {c['episodes']} | {c['rooms']} | {c['mean_gt_score']} |"
             )
         lines.append(
             f"| **{name} total** | | **{s['instances']}** | **{s['questions']}** | "
-            f"**{s['episodes']}** | **{s['mean_gt_score']}** |"
+            f"**{s['episodes']}** | **{s['rooms']}** | **{s['mean_gt_score']}** |"
         )
     return "\n".join(lines) + "\n"
 
@@ -236,14 +265,16 @@ def run_split(cfg: SplitConfig) -> tuple[dict[str, Any], StageReport]:
     report.counts.update({f"{n} instances": len(p) for n, p in splits.items()})
     document = {
         "config": asdict(cfg),
-        "episode_disjoint": True,  # check_disjoint raised otherwise
+        "room_disjoint": True,  # check_disjoint raised otherwise
+        "episode_disjoint": True,  # implied: an episode is in one room
         "splits": summary,
         "report": report.to_dict(),
     }
     atomic_write_text(out / "summary.json", json.dumps(document, indent=2) + "\n")
     markdown = (
         "# EQARewardBench splits\n\n"
-        "Episode-disjoint: yes (checked).\n\n"
+        "Room-disjoint: yes (checked; a ScanNet scene's rescans count as one room), "
+        "so episode-disjoint too.\n\n"
         f"{summary_markdown(summary)}\n## By category\n\n{category_markdown(splits)}\n"
         f"## Left out\n\n{left_out_markdown(report)}"
     )
