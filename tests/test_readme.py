@@ -20,3 +20,10 @@ def test_readme_gym_example_runs_as_written(tiny_model_path, openeqa_dir):
     assert obs["frame"].shape == (720, 1280, 3) and info["num_frames"] == 168
     _, reward, terminated, _, info = env.step({"kind": 1, "answer": "Bedroom", "reasoning": "x"})
     assert terminated and 0.0 <= reward <= 1.0 and info["eqarm"]["k"] == 4
+
+
+def test_readme_public_api_example_runs_as_written():
+    scope: dict = {}
+    exec(python_block_after("## Public API"), scope)
+    obs, _ = scope["env"].reset(seed=0)
+    assert obs["frame"].ndim == 3 and scope["EQARMReward"].__name__ == "EQARMReward"

@@ -1,16 +1,21 @@
 """`eqarm`: one console script, one module per verb (`make_parser()` + `main(args)`).
 
-Every verb parses a config dataclass with TRL's ``TrlParser``, so ``--config file.yaml`` works for
-all of them and command-line flags override the file.
+The command tree (commands, groups such as ``bench`` and their verbs, ``--help``, ``--version``)
+is argparse's subparsers; every verb then parses a config dataclass with TRL's ``TrlParser``, so
+``--config file.yaml`` works for all of them and command-line flags override the file.
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import os
 import sys
 import tempfile
 from collections.abc import Sequence
+from typing import Any
+
+from habitat_eqarm import __version__
 
 #: verb -> (module, one-line description). Multi-word verbs ("bench generate") go here too.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -36,19 +41,52 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def _usage() -> str:
-    width = max(len(v) for v in COMMANDS)
-    rows = "\n".join(f"  {verb:<{width}}  {desc}" for verb, (_, desc) in sorted(COMMANDS.items()))
-    return f"usage: eqarm <command> [--config FILE.yaml] [options]\n\ncommands:\n{rows}\n"
+#: command group -> one-line description; its verbs are the COMMANDS that start with its name.
+GROUPS: dict[str, str] = {
+    "bench": "build your own EQARewardBench, stage by stage",
+    "extract": "OpenEQA episode folders from ScanNet .sens files or HM3D agent states",
+    "train": "train EQA-RM: rejective fine-tuning, then C-GRPO",
+}
+
+DESCRIPTION = "EQA-RM: a generative multimodal reward model for Embodied Question Answering."
+EPILOG = (
+    "Every command takes --config FILE.yaml (keys = option names; flags override the file; "
+    "several files are merged in order). 'eqarm <command> --help' lists a command's options."
+)
 
 
-def _match(argv: Sequence[str]) -> tuple[str, list[str]] | None:
-    """The longest registered verb that prefixes ``argv``, and the remaining arguments."""
-    for n in range(min(3, len(argv)), 0, -1):
-        verb = " ".join(argv[:n])
-        if verb in COMMANDS:
-            return verb, list(argv[n:])
-    return None
+def make_parser() -> argparse.ArgumentParser:
+    """The command tree: ``eqarm [--version] <command> [<verb>] [options]``.
+
+    A verb's own options are left unparsed here (its parser has no arguments and no ``-h``):
+    :func:`main` hands them to the verb module's ``make_parser()``. A parsed namespace carries
+    ``verb`` (a key of :data:`COMMANDS`, or None) and ``help_parser`` (the innermost parser).
+    """
+    parser = argparse.ArgumentParser(prog="eqarm", description=DESCRIPTION, epilog=EPILOG)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.set_defaults(verb=None, help_parser=parser)
+    commands = parser.add_subparsers(title="commands", metavar="<command>")
+    groups: dict[str, Any] = {}  # group name -> the subparsers action holding its verbs
+    for verb, (_, description) in sorted(COMMANDS.items()):
+        *group, name = verb.split()
+        siblings = commands
+        if group:
+            if group[0] not in groups:
+                about = GROUPS[group[0]]
+                sub = commands.add_parser(group[0], help=about, description=about, epilog=EPILOG)
+                sub.set_defaults(help_parser=sub)
+                groups[group[0]] = sub.add_subparsers(title="verbs", metavar="<verb>")
+            siblings = groups[group[0]]
+        leaf = siblings.add_parser(name, help=description, add_help=False)
+        leaf.set_defaults(verb=verb)
+    return parser
+
+
+def exit_status(stop: SystemExit) -> int:
+    """The status a ``SystemExit`` (argparse's ``--help``, ``--version``, usage error) carries."""
+    if stop.code is None or isinstance(stop.code, int):
+        return stop.code or 0
+    return 1
 
 
 def merge_configs(args: list[str]) -> tuple[list[str], str | None]:
@@ -88,25 +126,20 @@ def merge_configs(args: list[str]) -> tuple[list[str], str | None]:
     return ["--config", tmp, *rest], tmp
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``eqarm`` console script; returns the exit status."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help"):
-        print(_usage())
-        return 0
-    matched = _match(argv)
-    if matched is None:
-        print(f"eqarm: unknown command {' '.join(argv[:2])!r}\n\n{_usage()}", file=sys.stderr)
-        return 2
-    verb, rest = matched
+def run_verb(verb: str, args: list[str]) -> int:
+    """Parse ``args`` with the verb's own parser (``--config`` files merged) and run it."""
     module = importlib.import_module(COMMANDS[verb][0])
     try:
-        rest, merged = merge_configs(rest)
+        args, merged = merge_configs(args)
     except (ValueError, OSError) as err:
         print(f"eqarm {verb}: error: {err}", file=sys.stderr)
         return 1
+    parser = module.make_parser()
+    parser.prog = f"eqarm {verb}"
     try:
-        (config,) = module.make_parser().parse_args_and_config(rest)
+        (config,) = parser.parse_args_and_config(args)
+    except SystemExit as stop:  # --help, or a usage error argparse has printed
+        return exit_status(stop)
     finally:
         if merged:
             os.unlink(merged)
@@ -115,6 +148,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError) as err:  # bad input: our errors name the file and the problem
         print(f"eqarm {verb}: error: {err}", file=sys.stderr)
         return 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``eqarm`` console script; returns the exit status.
+
+    ``eqarm`` or ``eqarm <group>`` alone prints the commands (resp. verbs) and returns 0; an
+    unknown command returns 2 with argparse's message, which names it and the choices.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = make_parser()
+    try:
+        namespace, rest = parser.parse_known_args(argv)
+        if namespace.verb is None and rest:
+            namespace.help_parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    except SystemExit as stop:
+        return exit_status(stop)
+    if namespace.verb is None:
+        namespace.help_parser.print_help()
+        return 0
+    return run_verb(namespace.verb, rest)
 
 
 if __name__ == "__main__":

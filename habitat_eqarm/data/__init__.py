@@ -1,18 +1,29 @@
-"""Episodes, OpenEQA and the instance schema."""
+"""Episodes, OpenEQA and the instance schema. The names below are imported on first use."""
 
-from habitat_eqarm.data.episode import DEPTH_UNITS_PER_METRE, EpisodeMemory, EpisodeMemoryError
-from habitat_eqarm.data.keyframes import select_keyframes, uniform_indices, view_spread
-from habitat_eqarm.data.openeqa import CATEGORIES, OpenEQAError, find_openeqa_dir, load_openeqa
-from habitat_eqarm.data.schema import (
-    EQAInstance,
-    InstanceError,
-    dataset_features,
-    from_dataset,
-    iter_jsonl,
-    read_jsonl,
-    to_dataset,
-    write_jsonl,
-)
+from typing import TYPE_CHECKING
+
+from habitat_eqarm._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from habitat_eqarm.data.episode import DEPTH_UNITS_PER_METRE, EpisodeMemory, EpisodeMemoryError
+    from habitat_eqarm.data.keyframes import select_keyframes, uniform_indices, view_spread
+    from habitat_eqarm.data.openeqa import (
+        CATEGORIES,
+        OpenEQAError,
+        find_openeqa_dir,
+        load_openeqa,
+    )
+    from habitat_eqarm.data.schema import (
+        EQAInstance,
+        InstanceError,
+        dataset_features,
+        from_dataset,
+        iter_jsonl,
+        read_jsonl,
+        to_dataset,
+        write_jsonl,
+    )
+    from habitat_eqarm.data.synthetic import make_synthetic_episode
 
 __all__ = [
     "CATEGORIES",
@@ -27,6 +38,7 @@ __all__ = [
     "from_dataset",
     "iter_jsonl",
     "load_openeqa",
+    "make_synthetic_episode",
     "read_jsonl",
     "select_keyframes",
     "to_dataset",
@@ -34,3 +46,5 @@ __all__ = [
     "view_spread",
     "write_jsonl",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, __all__)

@@ -1,15 +1,36 @@
 """Gymnasium environments and the episode-memory recorder; the Habitat plugin lives in
 ``envs/habitat*`` (the only modules that import habitat, lazily).
 
-Importing this package registers ``habitat_eqarm/EMEQA-v0`` with Gymnasium.
+Importing this package registers ``habitat_eqarm/EMEQA-v0`` with Gymnasium; the env's module is
+imported when the env is made. The names below are imported on first use.
 """
+
+from typing import TYPE_CHECKING
 
 import gymnasium as gym
 
-from habitat_eqarm.envs.emeqa import ANSWER, CONTINUE, EMEQAEnv
-from habitat_eqarm.envs.recorder import EpisodeMemoryRecorder
+from habitat_eqarm._lazy import lazy_exports
 
-if "habitat_eqarm/EMEQA-v0" not in gym.registry:
-    gym.register(id="habitat_eqarm/EMEQA-v0", entry_point="habitat_eqarm.envs.emeqa:EMEQAEnv")
+if TYPE_CHECKING:
+    from habitat_eqarm.envs.agents import ScriptedAgent
+    from habitat_eqarm.envs.emeqa import ANSWER, CONTINUE, MODES, EMEQAEnv, load_episodes
+    from habitat_eqarm.envs.recorder import EpisodeMemoryRecorder
 
-__all__ = ["ANSWER", "CONTINUE", "EMEQAEnv", "EpisodeMemoryRecorder"]
+#: The Gymnasium id of :class:`~habitat_eqarm.envs.emeqa.EMEQAEnv`.
+EMEQA_ID = "habitat_eqarm/EMEQA-v0"
+
+if EMEQA_ID not in gym.registry:
+    gym.register(id=EMEQA_ID, entry_point="habitat_eqarm.envs.emeqa:EMEQAEnv")
+
+__all__ = [
+    "ANSWER",
+    "CONTINUE",
+    "EMEQA_ID",
+    "MODES",
+    "EMEQAEnv",
+    "EpisodeMemoryRecorder",
+    "ScriptedAgent",
+    "load_episodes",
+]
+
+__getattr__, __dir__ = lazy_exports(__name__, __all__)

@@ -99,4 +99,4 @@ def test_console_script_help(args):
 def test_unknown_command():
     script = [sys.executable, "-m", "habitat_eqarm.cli.main", "frobnicate"]
     bad = subprocess.run(script, capture_output=True, text=True)
-    assert bad.returncode == 2 and "unknown command 'frobnicate'" in bad.stderr
+    assert bad.returncode == 2 and "invalid choice: 'frobnicate'" in bad.stderr

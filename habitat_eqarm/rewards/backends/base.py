@@ -22,6 +22,15 @@ MAX_PIXELS = 401_408
 MIN_PIXELS = 56 * 56
 
 
+def pixel_size(max_pixels: int) -> dict[str, int]:
+    """Qwen2-VL processor bounds: each frame resized to at most ``max_pixels`` pixels.
+
+    transformers' current form of the bounds (``size``); passing ``max_pixels`` /
+    ``min_pixels`` to a processor call is deprecated.
+    """
+    return {"longest_edge": int(max_pixels), "shortest_edge": MIN_PIXELS}
+
+
 @dataclass
 class GenerationRequest:
     """One prompt: chat ``messages`` and its frames, as images or as one video ``(T, H, W, 3)``.

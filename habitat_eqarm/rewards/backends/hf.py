@@ -23,6 +23,7 @@ The attention sees the same values, so the tokens are bitwise those of the defau
 
 from __future__ import annotations
 
+import inspect
 import time
 import types
 from collections.abc import Sequence
@@ -35,11 +36,11 @@ from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 
 from habitat_eqarm.rewards.backends.base import (
     MAX_PIXELS,
-    MIN_PIXELS,
     GenerationRequest,
     GenerationResult,
     RewardBackend,
     SamplingParams,
+    pixel_size,
     register_backend,
 )
 from habitat_eqarm.rewards.backends.cpu_memory import retain_cpu_memory
@@ -49,9 +50,13 @@ from habitat_eqarm.rewards.backends.sampling import NucleusSampler
 SHARED_PREFILL_MODEL_TYPES = ("qwen2_vl", "qwen2_5_vl")
 
 
-def pixel_size(max_pixels: int) -> dict[str, int]:
-    """Qwen2-VL processor bounds: each frame resized to at most ``max_pixels`` pixels."""
-    return {"longest_edge": int(max_pixels), "shortest_edge": MIN_PIXELS}
+def cache_argument(model: torch.nn.Module) -> str:
+    """The name under which ``model`` takes and returns its KV cache.
+
+    ``cache`` in current transformers (5.24 deprecates ``past_key_values`` with a FutureWarning
+    and a logged warning on every run), ``past_key_values`` in the 5.x releases before it.
+    """
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
 def pick_device(device: str | None = None) -> torch.device:
@@ -260,6 +265,7 @@ class HFBackend(RewardBackend):
         self.share_prefill = verified if share_prefill is None else share_prefill
         self.preallocate_cache = verified if preallocate_cache is None else preallocate_cache
         self.linear_patch_embed = linear_patch_embed(self.model) if fast_patch_embed else False
+        self.cache_argument = cache_argument(self.model)
 
     # -- inputs ---------------------------------------------------------------------------------
 
@@ -292,10 +298,10 @@ class HFBackend(RewardBackend):
     # -- generation -----------------------------------------------------------------------------
 
     def new_cache(self, params: SamplingParams) -> dict[str, Any]:
-        """``past_key_values`` for a fresh generation: a preallocated cache, or none (default)."""
+        """The cache argument of a fresh generation: a preallocated cache, or none (default)."""
         if not self.preallocate_cache:
             return {}
-        return {"past_key_values": PreallocatedCache(params.max_new_tokens)}
+        return {self.cache_argument: PreallocatedCache(params.max_new_tokens)}
 
     def _sampling_kwargs(self, params: SamplingParams, *, multinomial: bool) -> dict[str, Any]:
         """``generate`` arguments. Sampling runs in a :class:`NucleusSampler` (exact top-p without
@@ -358,13 +364,13 @@ class HFBackend(RewardBackend):
         prefill = self.model(
             **prefill_inputs, use_cache=True, logits_to_keep=1, **self.new_cache(params)
         )
-        cache = prefill.past_key_values
+        cache = prefill[self.cache_argument]
         inner = self.model.model
         if k > 1:
             cache.batch_repeat_interleave(k)
             inner.rope_deltas = inner.rope_deltas.repeat_interleave(k, dim=0)
             cont = {name: value.repeat_interleave(k, dim=0) for name, value in cont.items()}
-        out = self.model.generate(**cont, past_key_values=cache, **sampling)
+        out = self.model.generate(**cont, **{self.cache_argument: cache}, **sampling)
         new = out[:, cont["input_ids"].shape[1] :]
         return new.repeat_interleave(params.k, dim=0) if greedy else new
 

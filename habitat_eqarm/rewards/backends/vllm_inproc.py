@@ -19,11 +19,11 @@ from typing import Any
 
 from habitat_eqarm.rewards.backends.base import (
     MAX_PIXELS,
-    MIN_PIXELS,
     GenerationRequest,
     GenerationResult,
     RewardBackend,
     SamplingParams,
+    pixel_size,
     register_backend,
 )
 from habitat_eqarm.rewards.backends.chat_format import check_placeholders
@@ -74,6 +74,14 @@ def vllm_sampling_kwargs(params: SamplingParams) -> dict[str, Any]:
     return kwargs
 
 
+def mm_processor_kwargs(max_pixels: int) -> dict[str, Any]:
+    """What vLLM hands the model's HF processor on every call: the per-frame pixel bounds.
+
+    As ``size`` (transformers' current form); ``max_pixels`` / ``min_pixels`` there warn.
+    """
+    return {"size": pixel_size(max_pixels)}
+
+
 @register_backend("vllm")
 class VLLMBackend(RewardBackend):
     """Generate with ``vllm.LLM``; ``max_pixels`` caps each frame like the ``hf`` backend.
@@ -102,7 +110,7 @@ class VLLMBackend(RewardBackend):
         self.llm = vllm.LLM(
             model=self.model_id,
             limit_mm_per_prompt={"image": max_images, "video": 1},
-            mm_processor_kwargs={"max_pixels": max_pixels, "min_pixels": MIN_PIXELS},
+            mm_processor_kwargs=mm_processor_kwargs(max_pixels),
             **llm_kwargs,
         )
         self._sampling_params = vllm.SamplingParams

@@ -261,7 +261,7 @@ def test_preallocated_cache_builds_one_layer_per_model_layer(backend, requests_)
     cache = PreallocatedCache(headroom=4)
     inputs = backend.encode(requests_[1:])
     with torch.inference_mode():
-        backend.model(**inputs, use_cache=True, past_key_values=cache)
+        backend.model(**inputs, use_cache=True, **{backend.cache_argument: cache})
     n_layers = backend.model.config.text_config.num_hidden_layers
     assert len(cache.layers) == n_layers
     assert all(isinstance(layer, PreallocatedLayer) for layer in cache.layers)

@@ -8,7 +8,11 @@ import pytest
 
 from habitat_eqarm.data import EQAInstance
 from habitat_eqarm.rewards.backends.base import GenerationRequest, SamplingParams, load_backend
-from habitat_eqarm.rewards.backends.vllm_inproc import vllm_inputs, vllm_sampling_kwargs
+from habitat_eqarm.rewards.backends.vllm_inproc import (
+    mm_processor_kwargs,
+    vllm_inputs,
+    vllm_sampling_kwargs,
+)
 from habitat_eqarm.rewards.prompts import REWARD_MODEL_PROMPT, build_messages
 
 INSTANCE = EQAInstance(question_id="q", question="Where is the lamp?", predicted_answer="desk")
@@ -67,3 +71,23 @@ def test_sampling_parameters():
 def test_without_vllm_the_backend_says_what_to_install():
     with pytest.raises(ImportError, match=r"pip install 'habitat-eqarm\[vllm\]'"):
         load_backend("vllm", "any/model")
+
+
+def test_the_pixel_cap_reaches_the_processor_in_its_current_form(processor):
+    """vLLM passes ``mm_processor_kwargs`` to the HF processor: it must cap frames, silently."""
+    import warnings
+
+    cap = 28 * 28 * 16
+    frames = np.zeros((2, 280, 560, 3), np.uint8)
+    request = GenerationRequest(build_messages(REWARD_MODEL_PROMPT, INSTANCE, 2), frames)
+    inputs = vllm_inputs(request, processor)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = processor(
+            text=[inputs["prompt"]],
+            images=inputs["multi_modal_data"]["image"],
+            **mm_processor_kwargs(cap),
+        )
+    patch = processor.image_processor.patch_size
+    pixels = [h * w * patch * patch for _, h, w in out["image_grid_thw"].tolist()]
+    assert len(pixels) == 2 and all(cap / 2 <= p <= cap for p in pixels)
