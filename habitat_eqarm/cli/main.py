@@ -34,7 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "bench judge": ("habitat_eqarm.cli.bench_judge", "EQARewardBench: GT scores from a judge"),
     "bench review": ("habitat_eqarm.cli.bench_review", "EQARewardBench: human review web page"),
-    "bench split": ("habitat_eqarm.cli.bench_split", "EQARewardBench: episode-disjoint splits"),
+    "bench split": ("habitat_eqarm.cli.bench_split", "EQARewardBench: room-disjoint splits"),
     "bench export": ("habitat_eqarm.cli.bench_export", "EQARewardBench: datasets export + card"),
     "extract scannet": ("habitat_eqarm.cli.extract_scannet", "ScanNet .sens to OpenEQA frames"),
     "extract hm3d": ("habitat_eqarm.cli.extract_hm3d", "render OpenEQA HM3D states (habitat-sim)"),
