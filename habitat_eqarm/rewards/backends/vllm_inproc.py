@@ -3,8 +3,8 @@
 The prompt text comes from the model's own processor (its chat template lays out the vision
 placeholders); frames go to vLLM as ``multi_modal_data`` (PIL images, or one video array), so
 vLLM's Qwen2-VL processing sees what the ``hf`` backend's would. K samples are vLLM's ``n``
-(greedy decoding asks for one, which :meth:`RewardBackend.generate` repeats). Each request gets ``seed`` itself, so seeded
-samples do not depend on what else is in the batch.
+(greedy decoding asks for one, which :meth:`RewardBackend.generate` repeats). Each request
+gets ``seed`` itself, so seeded samples do not depend on what else is in the batch.
 
 Not exercised in our CI (no GPU there): :func:`vllm_inputs` and :func:`vllm_sampling_kwargs`,
 the conversions, are tested without vLLM; the engine itself is not.
