@@ -29,7 +29,7 @@ from habitat_eqarm.bench.report import (
     table_by_source,
 )
 from habitat_eqarm.data.io import atomic_write_text
-from habitat_eqarm.data.schema import InstanceError
+from habitat_eqarm.data.schema import InstanceError, check_unique_ids
 from habitat_eqarm.rewards.backends.base import MAX_PIXELS
 from habitat_eqarm.rewards.parsing import AGGREGATES, aggregate_scores
 from habitat_eqarm.rewards.prompts import REWARD_MODEL_PROMPT
@@ -103,12 +103,12 @@ def fingerprint(cfg: EvalConfig, settings: EvalSettings) -> dict:
     }
 
 
-def check_instances(instances) -> None:
-    """Every instance labelled and uniquely identified, before any sampling."""
-    ids = [inst.question_id for inst in instances]
-    dupes = sorted({i for i in ids if ids.count(i) > 1}) if len(set(ids)) != len(ids) else []
-    if dupes:
-        raise InstanceError(f"{len(dupes)} duplicate question_id(s), e.g. {dupes[0]!r}")
+def check_instances(instances, where: str) -> None:
+    """Every instance labelled and uniquely identified, before any sampling.
+
+    ``where``: the data the instances came from (named in errors).
+    """
+    check_unique_ids([(where, instances)])
     missing = [inst.question_id for inst in instances if inst.gt_score is None]
     if missing:
         raise InstanceError(f"{len(missing)} instance(s) lack gt_score, e.g. {missing[0]!r}")
@@ -122,7 +122,7 @@ def main(cfg: EvalConfig) -> int:
 
     settings = settings_from(cfg)
     instances = load_instances(cfg.data, cfg.split, cfg.data_root)[: cfg.limit]
-    check_instances(instances)
+    check_instances(instances, str(cfg.data))
     out = Path(cfg.out)
     cache = SampleCache(out / "samples.jsonl", fingerprint(cfg, settings)).load()
     model = None

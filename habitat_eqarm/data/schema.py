@@ -153,6 +153,23 @@ def _check_gt_score(inst: EQAInstance) -> None:
         raise InstanceError(f"field 'gt_score' must be an integer {lo}..{hi}, got {score}")
 
 
+def check_unique_ids(sources: Iterable[tuple[str, Iterable[EQAInstance]]]) -> None:
+    """Raise :class:`InstanceError` for a ``question_id`` given twice, in one source or two.
+
+    ``sources``: ``(name, instances)`` pairs, the name saying where they came from (a file);
+    the error names the id and the source(s) it is in.
+    """
+    first: dict[str, tuple[int, str]] = {}
+    for index, (name, instances) in enumerate(sources):
+        for inst in instances:
+            qid = inst.question_id
+            if qid in first:
+                seen_in, seen_name = first[qid]
+                where = "given twice" if seen_in == index else f"it is also in {seen_name}"
+                raise InstanceError(f"{name}: duplicate question_id {qid!r} ({where})")
+            first[qid] = (index, name)
+
+
 # ---------------------------------------------------------------------------------------------
 # JSONL
 

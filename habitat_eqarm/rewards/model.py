@@ -7,6 +7,7 @@ K samples, parses each with :func:`parse_evaluation` and aggregates the valid sc
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -184,6 +185,15 @@ class EQARewardModel:
     def name(self) -> str:
         """The backend's model path or id."""
         return self.backend.model_id
+
+    def with_backend(self, backend: RewardBackend) -> EQARewardModel:
+        """This reward model (prompt, keyframe choice, frame layout) over another backend.
+
+        ``eqarm serve`` scores through its batcher this way; closing the copy closes ``backend``.
+        """
+        other = copy.copy(self)
+        other.backend = backend
+        return other
 
     def request_for(
         self, instance: EQAInstance, memory: EpisodeMemory | None = None

@@ -22,6 +22,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,9 +35,14 @@ from starlette.concurrency import run_in_threadpool
 
 from habitat_eqarm.data.episode import EpisodeMemory
 from habitat_eqarm.data.schema import EQAInstance
-from habitat_eqarm.rewards.backends.base import GenerationRequest, GenerationResult, SamplingParams
+from habitat_eqarm.rewards.backends.base import (
+    GenerationRequest,
+    GenerationResult,
+    RewardBackend,
+    SamplingParams,
+)
 from habitat_eqarm.rewards.backends.chat_format import decode_image_url, from_openai_messages
-from habitat_eqarm.rewards.model import EQARewardModel, judgement_from_texts
+from habitat_eqarm.rewards.model import EQARewardModel
 from habitat_eqarm.rewards.parsing import aggregate_scores
 from habitat_eqarm.serve.batcher import BatcherClosed, DynamicBatcher
 from habitat_eqarm.serve.faults import FaultPlan
@@ -156,8 +162,8 @@ class ServerState:
             logger.exception("generation failed")
             raise HTTPException(500, f"generation failed: {type(err).__name__}: {err}") from None
 
-    def episode_memory(self, path: str, where: str) -> EpisodeMemory:
-        """The episode at ``path``, if it lies under a data root (else HTTP 403)."""
+    def episode_path(self, path: str, where: str) -> Path:
+        """``path`` resolved, if it lies under a data root (else HTTP 403)."""
         if not self.data_roots:
             raise HTTPException(
                 400,
@@ -167,7 +173,27 @@ class ServerState:
         resolved = Path(path).resolve()
         if not any(resolved.is_relative_to(root) for root in self.data_roots):
             raise HTTPException(403, f"{where}: episode_path is outside the server's data roots")
-        return EpisodeMemory.from_path(resolved)
+        return resolved
+
+
+class BatchedBackend(RewardBackend):
+    """The served backend as a worker thread sees it: every request goes through the server's
+    batcher on the event loop ``loop`` (so scoring shares batches with chat completions), and
+    its failures arrive as the HTTP errors of :meth:`ServerState.generate`."""
+
+    def __init__(self, state: ServerState, loop: asyncio.AbstractEventLoop) -> None:
+        self.state, self.loop = state, loop
+        self.model_id = state.settings.served_model_name
+
+    def sample(
+        self, requests: Sequence[GenerationRequest], params: SamplingParams
+    ) -> list[GenerationResult]:
+        """Submit every request at once, then wait for all of them."""
+        futures = [
+            asyncio.run_coroutine_threadsafe(self.state.generate(r, params), self.loop)
+            for r in requests
+        ]
+        return [future.result() for future in futures]
 
 
 def create_app(model: EQARewardModel, settings: ServerSettings) -> FastAPI:
@@ -356,7 +382,7 @@ def chat_response(result: GenerationResult, model: str) -> dict[str, Any]:
 
 
 async def score_instances(state: ServerState, body: ScoreRequest) -> dict[str, Any]:
-    """Judge each instance through the batcher: the :meth:`EQARewardModel.score` of HTTP."""
+    """Judge each instance with :meth:`EQARewardModel.score`, its requests through the batcher."""
     settings = state.settings
     if len(body.instances) > settings.max_instances:
         raise HTTPException(
@@ -367,7 +393,7 @@ async def score_instances(state: ServerState, body: ScoreRequest) -> dict[str, A
     if body.max_new_tokens > settings.max_new_tokens:
         raise HTTPException(400, f"max_new_tokens is over the limit {settings.max_new_tokens}")
     try:
-        aggregate_scores([], body.aggregate)
+        aggregate_scores([], body.aggregate)  # refused before any frame is read
         instances = [
             EQAInstance.from_dict(d, where=f"instances[{i}]") for i, d in enumerate(body.instances)
         ]
@@ -376,43 +402,45 @@ async def score_instances(state: ServerState, body: ScoreRequest) -> dict[str, A
     frames = body.frames if body.frames is not None else [None] * len(instances)
     if len(frames) != len(instances):
         raise HTTPException(400, f"{len(frames)} frame lists for {len(instances)} instances")
-    built = await run_in_threadpool(_score_requests, state, instances, frames)
-    params = SamplingParams(
-        body.k, body.temperature, body.top_p, body.max_new_tokens, body.seed, body.min_new_tokens
-    )
-    results = await asyncio.gather(*(state.generate(req, params) for req, _ in built))
-    model = state.model
-    judgements = [
-        judgement_from_texts(
-            inst,
-            result.texts,
-            aggregate=body.aggregate,
-            prompt_id=model.prompt.id,
-            model=settings.served_model_name,
-            keyframe_indices=indices,
-            timings=result.timings,
-        ).to_dict()
-        for inst, (_, indices), result in zip(instances, built, results, strict=True)
-    ]
-    return {"model": settings.served_model_name, "judgements": judgements}
+    memories = await run_in_threadpool(_memories, state, instances, frames)
+    scorer = state.model.with_backend(BatchedBackend(state, asyncio.get_running_loop()))
+    try:
+        judgements = await run_in_threadpool(
+            scorer.score,
+            instances,
+            body.k,
+            body.temperature,
+            body.top_p,
+            body.aggregate,
+            body.seed,
+            max_new_tokens=body.max_new_tokens,
+            memories=memories,
+            min_new_tokens=body.min_new_tokens,
+        )
+    except (ValueError, OSError, IndexError) as err:  # frames that cannot be read or picked
+        raise HTTPException(400, str(err)) from None
+    return {"model": settings.served_model_name, "judgements": [j.to_dict() for j in judgements]}
 
 
-def _score_requests(
+def _memories(
     state: ServerState, instances: list[EQAInstance], frames: list[list[str] | None]
-) -> list[tuple[GenerationRequest, list[int]]]:
-    built = []
+) -> list[EpisodeMemory]:
+    """Each instance's episode memory: its inline frames, or its episode, opened once."""
+    opened: dict[Path, EpisodeMemory] = {}
+    memories = []
     for i, (inst, urls) in enumerate(zip(instances, frames, strict=True)):
         where = f"instances[{i}] ({inst.question_id!r})"
         try:
-            memory = (
-                _inline_memory(urls, state.settings, where)
-                if urls is not None
-                else state.episode_memory(inst.episode_path or "", where)
-            )
-            built.append(state.model.request_for(inst, memory))
+            if urls is not None:
+                memories.append(_inline_memory(urls, state.settings, where))
+                continue
+            path = state.episode_path(inst.episode_path or "", where)
+            if path not in opened:
+                opened[path] = EpisodeMemory.from_path(path)
+            memories.append(opened[path])
         except (ValueError, OSError) as err:
             raise HTTPException(400, f"{where}: {err}") from None
-    return built
+    return memories
 
 
 def _inline_memory(urls: list[str], settings: ServerSettings, where: str) -> EpisodeMemory:

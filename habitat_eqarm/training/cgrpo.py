@@ -38,22 +38,20 @@ import torch
 from transformers import TrainerCallback
 from trl import GRPOTrainer
 
-from habitat_eqarm.bench.evaluate import load_instances
 from habitat_eqarm.data.episode import EpisodeMemory
-from habitat_eqarm.data.io import atomic_path, atomic_write_text
+from habitat_eqarm.data.io import atomic_path
 from habitat_eqarm.data.schema import EQAInstance
-from habitat_eqarm.rewards.backends.hf import pixel_size
 from habitat_eqarm.rewards.prompts import REWARD_MODEL_PROMPT, build_messages, prompt_text
 from habitat_eqarm.training.augment import jumble_reasoning, mask_frames, non_identity_permutation
 from habitat_eqarm.training.cgrpo_config import CGRPOConfig
 from habitat_eqarm.training.checkpoints import ResumeWeights
+from habitat_eqarm.training.common import example_tokens, prepare_dataset, train_with_resume
 from habitat_eqarm.training.rewards import (
     AccuracyReward,
     FormatReward,
     cgrpo_terms,
     completion_score,
 )
-from habitat_eqarm.training.rft import attach_images, drop_longer, example_tokens
 
 MALFORMED = -1.0  # a score slot of a malformed evaluation; NaN marks an inactive contrast
 
@@ -63,7 +61,7 @@ class CGRPOStats:
     """What data preparation kept and skipped, written to ``cgrpo_stats.json``."""
 
     instances: int = 0
-    kept: int = 0
+    kept: int = 0  # rows made; the dataset holds kept - skipped_too_long (as RFT counts)
     skipped_no_gt_score: int = 0
     skipped_no_frames: int = 0
     skipped_too_long: int = 0
@@ -78,12 +76,10 @@ class CGRPOStats:
 def grpo_rows(
     instances: list[EQAInstance], num_keyframes: int, stats: CGRPOStats
 ) -> list[dict[str, Any]]:
-    """One row per usable instance: prompt messages, ``gt_score``, and where its frames are."""
+    """One row per labelled instance whose frames can be read: prompt messages, ``gt_score``,
+    and where its frames are; ``stats.kept`` counts them."""
     rows = []
     for inst in instances:
-        if inst.gt_score is None:
-            stats.skipped_no_gt_score += 1
-            continue
         try:
             if not inst.episode_path:
                 raise ValueError("no episode_path")
@@ -107,33 +103,24 @@ def grpo_rows(
                 "instance": json.dumps(inst.to_dict()),
             }
         )
+    stats.kept += len(rows)
     return rows
 
 
 def prepare(cfg: CGRPOConfig) -> tuple[Any, Any, CGRPOStats]:
-    """The training dataset (images loaded lazily), the processor, and what was skipped."""
-    from datasets import Dataset
-    from transformers import AutoProcessor
+    """The training dataset (images loaded lazily), the processor, and what was skipped.
 
-    if not cfg.data:
-        raise ValueError("C-GRPO needs --data: labelled instances with gt_score")
+    Writes ``cgrpo_stats.json``; raises ValueError when no instance is usable.
+    """
     stats = CGRPOStats()
-    instances = load_instances(cfg.data, cfg.data_split)
-    stats.instances = len(instances)
-    rows = grpo_rows(instances, cfg.num_keyframes, stats)
-    processor = AutoProcessor.from_pretrained(cfg.model_name_or_path)
-    processor.image_processor.size = pixel_size(cfg.max_pixels)  # TRL has no max_pixels option
-    dataset = Dataset.from_list(rows).with_transform(attach_images) if rows else None
-    if dataset is not None:
-        dataset, stats.skipped_too_long = drop_longer(
-            dataset, cfg.max_prompt_tokens, lambda example: prompt_tokens(example, processor, cfg)
-        )
-    stats.kept = len(dataset) if dataset is not None else 0
-    atomic_write_text(
-        Path(cfg.output_dir) / "cgrpo_stats.json", json.dumps(stats.to_dict(), indent=2) + "\n"
-    )
-    if not stats.kept:
-        raise ValueError(f"C-GRPO: no usable instance in {cfg.data} ({stats.to_dict()})")
+
+    def rows(labelled: list[EQAInstance]) -> list[dict[str, Any]]:
+        return grpo_rows(labelled, cfg.num_keyframes, stats)
+
+    def tokens(example: dict[str, Any], processor: Any) -> int:
+        return prompt_tokens(example, processor, cfg)
+
+    dataset, processor = prepare_dataset(cfg, "C-GRPO", stats, rows, tokens, cfg.max_prompt_tokens)
     return dataset, processor, stats
 
 
@@ -380,25 +367,7 @@ def train_cgrpo(cfg: CGRPOConfig, callbacks: list | None = None) -> CGRPOTrainer
 
     Resumes from the newest complete checkpoint in ``output_dir`` when there is one.
     """
-    from habitat_eqarm.training.checkpoints import (
-        CompleteCheckpointMarker,
-        last_complete_checkpoint,
-    )
-
     dataset, processor, stats = prepare(cfg)
     print(f"C-GRPO data: {json.dumps(stats.to_dict())}; contrasts: {list(cfg.contrasts)}")
-    trainer = CGRPOTrainer(
-        model=cfg.model_name_or_path,
-        args=cfg,
-        train_dataset=dataset,
-        processing_class=processor,
-        callbacks=[
-            CompleteCheckpointMarker(),
-            CurvesPlot(Path(cfg.output_dir) / cfg.curves_png),
-            *(callbacks or []),
-        ],
-    )
-    trainer.train(resume_from_checkpoint=last_complete_checkpoint(cfg.output_dir))
-    trainer.save_model(cfg.output_dir)
-    processor.save_pretrained(cfg.output_dir)
-    return trainer
+    curves = CurvesPlot(Path(cfg.output_dir) / cfg.curves_png)
+    return train_with_resume(CGRPOTrainer, cfg, dataset, processor, [curves, *(callbacks or [])])

@@ -14,23 +14,19 @@ Instances without ``gt_score`` or whose frames cannot be read are skipped and co
 
 from __future__ import annotations
 
-import functools
-import json
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from trl import SFTTrainer
 
-from habitat_eqarm.bench.evaluate import EvalSettings, SampleCache, load_instances, sample_all
+from habitat_eqarm.bench.evaluate import EvalSettings, SampleCache, sample_all
 from habitat_eqarm.data.episode import EpisodeMemory
-from habitat_eqarm.data.io import atomic_write_text
 from habitat_eqarm.data.schema import EQAInstance
-from habitat_eqarm.rewards.backends.hf import pixel_size
 from habitat_eqarm.rewards.model import Judgement
 from habitat_eqarm.rewards.prompts import REWARD_MODEL_PROMPT, build_messages
 from habitat_eqarm.training.checkpoints import ResumeWeights
+from habitat_eqarm.training.common import example_tokens, prepare_dataset, train_with_resume
 from habitat_eqarm.training.rewards import eq1_correct, rejective_filter
 from habitat_eqarm.training.rft_config import RFTConfig
 
@@ -139,78 +135,22 @@ def sft_rows(pairs: list[tuple[EQAInstance, str]], num_keyframes: int) -> list[d
     return rows
 
 
-def attach_images(batch: dict[str, list]) -> dict[str, list]:
-    """Dataset transform: decode each row's keyframes when the trainer asks for the row."""
-    out = dict(batch)
-    out["images"] = [
-        list(keyframe_images(path, tuple(indices)))
-        for path, indices in zip(batch["episode_path"], batch["keyframe_indices"], strict=True)
-    ]
-    return out
-
-
-@functools.lru_cache(maxsize=16)
-def keyframe_images(path: str, indices: tuple[int, ...]) -> tuple[Any, ...]:
-    """An episode's frames at ``indices`` as PIL images, decoded once for recent calls.
-
-    GRPO batches hold each prompt G times (TRL repeats the row), and RFT keeps several targets
-    of one instance, so the same keyframes are asked for again and again; nothing downstream
-    modifies the images (the processor and the perturbations copy them).
-    """
-    from PIL import Image
-
-    return tuple(Image.fromarray(f) for f in EpisodeMemory.from_path(path).frames(list(indices)))
-
-
-def build_sft_dataset(rows: list[dict[str, Any]], processor: Any, cfg: RFTConfig, stats: RFTStats):
-    """A ``datasets.Dataset`` of the rows with lazily loaded images, over-long rows dropped."""
-    from datasets import Dataset
-
-    dataset = Dataset.from_list(rows).with_transform(attach_images)
-    dataset, dropped = drop_longer(
-        dataset, cfg.max_tokens, lambda example: example_tokens(example, processor, cfg)
-    )
-    stats.skipped_too_long += dropped
-    return dataset
-
-
-def drop_longer(dataset: Any, limit: int | None, tokens: Callable[[dict], int]) -> tuple[Any, int]:
-    """The rows of ``dataset`` with at most ``limit`` tokens, and how many were dropped.
-
-    Truncating instead would cut through image tokens, which Qwen2-VL cannot run.
-    """
-    if limit is None:
-        return dataset, 0
-    keep = [i for i in range(len(dataset)) if tokens(dataset[i]) <= limit]
-    return dataset.select(keep), len(dataset) - len(keep)
-
-
-def example_tokens(example: dict[str, Any], processor: Any, cfg: RFTConfig) -> int:
-    """Prompt + completion tokens of one example, image tokens included."""
-    text = processor.apply_chat_template(example["prompt"] + example["completion"], tokenize=False)
-    size = pixel_size(cfg.max_pixels)
-    encoded = processor(text=[text], images=example["images"], images_kwargs={"size": size})
-    return len(encoded["input_ids"][0])
-
-
 def prepare(cfg: RFTConfig) -> tuple[Any, Any, RFTStats]:
-    """Steps 1-2 and the dataset: ``(dataset, processor, stats)``; writes ``rft_stats.json``."""
-    from transformers import AutoProcessor
+    """Steps 1-2 and the dataset: ``(dataset, processor, stats)``; writes ``rft_stats.json``.
 
-    if not cfg.data:
-        raise ValueError("RFT needs --data: labelled instances with gt_score")
+    Raises ValueError when no candidate survived the filter.
+    """
     stats = RFTStats()
-    instances = load_instances(cfg.data, cfg.data_split)
-    stats.instances = len(instances)
-    labelled = [inst for inst in instances if inst.gt_score is not None]
-    stats.skipped_no_gt_score = len(instances) - len(labelled)
-    judgements, _ = candidate_judgements(cfg, labelled, stats)
-    pairs = select_targets(labelled, judgements, cfg.tau, stats)
-    processor = AutoProcessor.from_pretrained(cfg.model_name_or_path)
-    processor.image_processor.size = pixel_size(cfg.max_pixels)
-    dataset = build_sft_dataset(sft_rows(pairs, cfg.num_keyframes), processor, cfg, stats)
-    out = Path(cfg.output_dir)
-    atomic_write_text(out / "rft_stats.json", json.dumps(stats.to_dict(), indent=2) + "\n")
+
+    def rows(labelled: list[EQAInstance]) -> list[dict[str, Any]]:
+        judgements, _ = candidate_judgements(cfg, labelled, stats)
+        pairs = select_targets(labelled, judgements, cfg.tau, stats)
+        return sft_rows(pairs, cfg.num_keyframes)
+
+    def tokens(example: dict[str, Any], processor: Any) -> int:
+        return example_tokens(example, processor, cfg)
+
+    dataset, processor = prepare_dataset(cfg, "RFT", stats, rows, tokens, cfg.max_tokens)
     return dataset, processor, stats
 
 
@@ -224,22 +164,5 @@ def train_rft(cfg: RFTConfig, callbacks: list | None = None):
     Resumes from the newest complete checkpoint in ``output_dir`` when there is one.
     ``callbacks``: extra ``transformers.TrainerCallback`` objects.
     """
-    from habitat_eqarm.training.checkpoints import (
-        CompleteCheckpointMarker,
-        last_complete_checkpoint,
-    )
-
-    dataset, processor, stats = prepare(cfg)
-    if len(dataset) == 0:
-        raise ValueError(f"RFT: no candidate survived the filter ({stats.to_dict()})")
-    trainer = RFTTrainer(
-        model=cfg.model_name_or_path,
-        args=cfg,
-        train_dataset=dataset,
-        processing_class=processor,
-        callbacks=[CompleteCheckpointMarker(), *(callbacks or [])],
-    )
-    trainer.train(resume_from_checkpoint=last_complete_checkpoint(cfg.output_dir))
-    trainer.save_model(cfg.output_dir)
-    processor.save_pretrained(cfg.output_dir)
-    return trainer
+    dataset, processor, _ = prepare(cfg)
+    return train_with_resume(RFTTrainer, cfg, dataset, processor, callbacks)

@@ -151,3 +151,14 @@ def test_meta_that_is_not_json_names_the_instance(tmp_path):
         write_jsonl(tmp_path / "x.jsonl", [inst])
     with pytest.raises(InstanceError, match="not JSON-serialisable"):
         full_instance(meta={"x": float("nan")}).to_dict()
+
+
+def test_a_question_id_given_twice_is_refused_naming_where():
+    from habitat_eqarm.data.schema import InstanceError, check_unique_ids
+
+    a, b = EQAInstance(question_id="a", question="?"), EQAInstance(question_id="b", question="?")
+    check_unique_ids([("x.jsonl", [a]), ("y.jsonl", [b])])
+    with pytest.raises(InstanceError, match=r"^x\.jsonl: duplicate question_id 'a' \(given twice"):
+        check_unique_ids([("x.jsonl", [a, b, a])])
+    with pytest.raises(InstanceError, match=r"^y\.jsonl: .* 'a' \(it is also in x\.jsonl\)$"):
+        check_unique_ids([("x.jsonl", [a]), ("y.jsonl", [b, a])])

@@ -23,7 +23,7 @@ class RecordingBackend(RewardBackend):
         self.calls, self.delay, self.fail = [], delay, fail
         self.threads = set()
 
-    def generate(self, requests, params):
+    def sample(self, requests, params):
         self.threads.add(threading.current_thread().name)
         self.calls.append([r.messages[0]["content"] for r in requests])
         time.sleep(self.delay)

@@ -1,4 +1,4 @@
-"""What the builder stages share: backends from config, question selection, run reports."""
+"""What the builder stages share: backends from config, run reports, the resumable run loop."""
 
 from __future__ import annotations
 
@@ -6,12 +6,14 @@ import contextlib
 import json
 import os
 import zlib
+from abc import ABC, abstractmethod
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from habitat_eqarm.bench.builder.journal import Journal
 from habitat_eqarm.data.episode import EpisodeMemory
 from habitat_eqarm.data.io import atomic_write_text
 from habitat_eqarm.data.schema import EQAInstance, InstanceError, read_jsonl
@@ -186,3 +188,101 @@ ProgressFactory = Callable[[int, str], contextlib.AbstractContextManager[Any]]
 def no_progress(total: int, desc: str) -> Iterator[_NoBar]:
     """A progress-bar factory that shows nothing (library use; the CLI passes tqdm's)."""
     yield _NoBar()
+
+
+T = TypeVar("T")
+
+
+def run_stage(
+    cfg: Any,
+    report: StageReport,
+    items: Sequence[T],
+    outputs: Callable[[T], list[str]],
+    run_class: type[StageRun],
+    settings: dict[str, Any],
+    progress: ProgressFactory,
+) -> list[dict[str, Any]]:
+    """Run a stage over ``items`` into its journal ``cfg.out``; the finished records in scope.
+
+    ``outputs(item)``: the ids of the records an item yields (generate: N responses; judge:
+    one). Items with a record missing go to ``run_class(...).chunk`` ``cfg.batch_size`` at a
+    time; the backend is opened only if there is work. ``report`` gets the totals.
+    """
+    ids = [i for item in items for i in outputs(item)]
+    with Journal(Path(cfg.out), settings) as journal, progress(len(ids), report.stage) as bar:
+        report.total = len(ids)
+        report.already_done = sum(i in journal for i in ids)
+        bar.update(report.already_done)
+        todo = [item for item in items if any(i not in journal for i in outputs(item))]
+        if todo:
+            backend = open_backend(cfg.backend, cfg.model, cfg.backend_kwargs)
+            try:
+                run = run_class(cfg, journal, report, backend, bar.update)
+                for start in range(0, len(todo), cfg.batch_size):
+                    run.chunk(list(todo[start : start + cfg.batch_size]))
+            finally:
+                backend.close()
+        return [journal.entries[i] for i in ids if i in journal]
+
+
+@dataclass
+class StageRun(ABC):
+    """One run of a stage: its journal, report and backend; subclasses say what a chunk is."""
+
+    cfg: Any
+    journal: Journal
+    report: StageReport
+    backend: RewardBackend
+    advance: Callable[[int], Any]
+    memories: MemoryCache = field(default_factory=MemoryCache)
+
+    @abstractmethod
+    def chunk(self, items: list[Any]) -> None:
+        """Do a few items' missing work, adding each finished record (:meth:`add`)."""
+
+    def add(self, record: dict[str, Any]) -> None:
+        """Append a finished record to the journal and count it."""
+        self.journal.add(record)
+        self.report.done_now += 1
+        self.advance(1)
+
+    def params(self, first_id: str, attempt: int, k: int = 1) -> SamplingParams:
+        """Sampling settings of one backend call, seeded by its first item and the attempt."""
+        cfg = self.cfg
+        seed = call_seed(cfg.seed, first_id, attempt)
+        return SamplingParams(k, cfg.temperature, cfg.top_p, cfg.max_new_tokens, seed)
+
+    def ask(
+        self,
+        requests: Mapping[str, GenerationRequest],
+        parse: Callable[[str, GenerationResult, int], T],
+        retry: Callable[[T], bool],
+        what: str,
+        k: int = 1,
+        max_new_tokens: int | None = None,
+    ) -> dict[str, T]:
+        """Each request's parsed answer, asked again (``cfg.max_attempts`` in all) while
+        ``retry(answer)``.
+
+        ``parse(id, result, attempt)`` reads a result of ``k`` texts (``max_new_tokens``: a
+        lower cap than the config's). The requests pending go in one call, one by one if it
+        fails (:func:`generate_each`); an item whose call fails is reported as
+        ``<what> failed`` and left out, so a re-run asks for it again.
+        """
+        done: dict[str, T] = {}
+        pending = list(requests)
+        for attempt in range(1, self.cfg.max_attempts + 1):
+            if not pending:
+                break
+            params = self.params(pending[0], attempt, k)
+            if max_new_tokens is not None:
+                params.max_new_tokens = min(params.max_new_tokens, max_new_tokens)
+            results = generate_each(self.backend, [requests[i] for i in pending], params)
+            for item, result in zip(pending, results, strict=True):
+                if isinstance(result, Exception):
+                    done.pop(item, None)
+                    self.report.skip(item, f"{what} failed: {error_text(result)}")
+                else:
+                    done[item] = parse(item, result, attempt)
+            pending = [i for i in pending if i in done and retry(done[i])]
+        return done

@@ -15,28 +15,25 @@ reported in ``<out>.report.json``.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from habitat_eqarm.bench.builder.common import (
-    MemoryCache,
     ProgressFactory,
     StageReport,
-    call_seed,
+    StageRun,
     error_text,
-    generate_each,
     no_progress,
-    open_backend,
     public_kwargs,
+    run_stage,
     split_list,
 )
-from habitat_eqarm.bench.builder.journal import Journal
 from habitat_eqarm.bench.builder.textmatch import answers_match
 from habitat_eqarm.data.openeqa import find_openeqa_dir, load_openeqa
 from habitat_eqarm.data.schema import SOURCES, EQAInstance, response_id
-from habitat_eqarm.rewards.backends.base import GenerationRequest, SamplingParams
+from habitat_eqarm.rewards.backends.base import GenerationRequest
 from habitat_eqarm.rewards.prompts import GENERATOR_PROMPT, build_messages
 
 WRONG_ANSWER_POLICIES = ("adaptive", "alternate", "none")
@@ -208,27 +205,13 @@ def run_generate(cfg: GenerateConfig, progress: ProgressFactory = no_progress) -
     check_config(cfg)
     report = StageReport("generate")
     questions = select_questions(cfg, report)
-    out = Path(cfg.out)
-    ids = [response_id(q.question_id, n) for q in questions for n in range(cfg.n_responses)]
-    with Journal(out, settings_of(cfg)) as journal, progress(len(ids), "generate") as bar:
-        report.total = len(ids)
-        report.already_done = sum(i in journal for i in ids)
-        bar.update(report.already_done)
-        todo = [
-            q
-            for q in questions
-            if any(response_id(q.question_id, n) not in journal for n in range(cfg.n_responses))
-        ]
-        if todo:
-            backend = open_backend(cfg.backend, cfg.model, cfg.backend_kwargs)
-            try:
-                run = _Run(cfg, journal, report, backend, bar.update)
-                for start in range(0, len(todo), cfg.batch_size):
-                    run.chunk(todo[start : start + cfg.batch_size])
-            finally:
-                backend.close()
-        _tally(report, [journal.entries[i] for i in ids if i in journal])
-    report.write(out)
+
+    def outputs(q: EQAInstance) -> list[str]:
+        return [response_id(q.question_id, n) for n in range(cfg.n_responses)]
+
+    records = run_stage(cfg, report, questions, outputs, _Run, settings_of(cfg), progress)
+    _tally(report, records)
+    report.write(Path(cfg.out))
     return report
 
 
@@ -242,16 +225,8 @@ def _tally(report: StageReport, records: list[dict[str, Any]]) -> None:
     report.counts["not matching the GT answer"] = sum(g["matches_gt"] is False for g in gens)
 
 
-@dataclass
-class _Run:
-    """One run's state: the journal to append to, the backend, episode readers."""
-
-    cfg: GenerateConfig
-    journal: Journal
-    report: StageReport
-    backend: Any
-    advance: Callable[[int], Any]
-    memories: MemoryCache = field(default_factory=MemoryCache)
+class _Run(StageRun):
+    """One generate run: the journal to append to, the backend, episode readers."""
 
     def chunk(self, questions: list[EQAInstance]) -> None:
         """All missing responses of a few questions, response n of each in one backend call."""
@@ -270,56 +245,40 @@ class _Run:
             live = [q for q in live if q.question_id not in failed]
 
     def respond(self, batch: list[EQAInstance], n: int, frames: dict) -> set[str]:
-        """Response ``n`` for each question of ``batch`` (re-asked while unusable)."""
-        wrong = [self.asks_wrong(q, n) for q in batch]
-        requests = [
-            GenerationRequest(
+        """Response ``n`` for each question of ``batch`` (re-asked while unusable); the ids of
+        the questions whose generation failed."""
+        wrong = {q.question_id: self.asks_wrong(q, n) for q in batch}
+        as_video = self.cfg.frames_as == "video"
+        requests = {
+            response_id(q.question_id, n): GenerationRequest(
                 build_messages(
                     GENERATOR_PROMPT,
                     q,
                     len(frames[q.question_id][0]),
-                    as_video=self.cfg.frames_as == "video",
-                    wrong_answer=w,
+                    as_video=as_video,
+                    wrong_answer=wrong[q.question_id],
                 ),
                 frames[q.question_id][1],
-                as_video=self.cfg.frames_as == "video",
+                as_video=as_video,
                 prompt_id=GENERATOR_PROMPT.id,
             )
-            for q, w in zip(batch, wrong, strict=True)
-        ]
-        texts: list[str | None] = [None] * len(batch)
-        attempts = [0] * len(batch)
+            for q in batch
+        }
+        answers = self.ask(
+            requests,
+            parse=lambda _, result, attempt: (result.texts[0], attempt),
+            retry=lambda answer: not parse_response(answer[0]).usable,
+            what="generation",
+        )
         failed: set[str] = set()
-        pending = list(range(len(batch)))
-        for attempt in range(1, self.cfg.max_attempts + 1):
-            if not pending:
-                break
-            first = response_id(batch[pending[0]].question_id, n)
-            results = generate_each(
-                self.backend, [requests[i] for i in pending], self.params(first, attempt)
-            )
-            for i, result in zip(pending, results, strict=True):
-                if isinstance(result, Exception):
-                    failed.add(batch[i].question_id)
-                    rid = response_id(batch[i].question_id, n)
-                    self.report.skip(rid, f"generation failed: {error_text(result)}")
-                else:
-                    texts[i], attempts[i] = result.texts[0], attempt
-            pending = [i for i in pending if texts[i] is not None and i not in failed]
-            pending = [i for i in pending if not parse_response(texts[i]).usable]
-        for i, q in enumerate(batch):
-            if q.question_id not in failed:
-                indices = frames[q.question_id][0]
-                self.journal.add(self.record(q, n, indices, texts[i], attempts[i], wrong[i]))
-                self.report.done_now += 1
-                self.advance(1)
+        for q in batch:
+            qid = q.question_id
+            if response_id(qid, n) not in answers:
+                failed.add(qid)
+                continue
+            text, attempts = answers[response_id(qid, n)]
+            self.add(self.record(q, n, frames[qid][0], text, attempts, wrong[qid]))
         return failed
-
-    def params(self, first_id: str, attempt: int) -> SamplingParams:
-        """Sampling settings of one backend call."""
-        cfg = self.cfg
-        seed = call_seed(cfg.seed, first_id, attempt)
-        return SamplingParams(1, cfg.temperature, cfg.top_p, cfg.max_new_tokens, seed)
 
     def asks_wrong(self, q: EQAInstance, n: int) -> bool:
         """Whether response n of ``q`` asks for a wrong answer, from responses 0..n-1."""

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,21 +26,18 @@ from typing import Any
 import numpy as np
 
 from habitat_eqarm.bench.builder.common import (
-    MemoryCache,
     ProgressFactory,
     StageReport,
-    call_seed,
+    StageRun,
     error_text,
-    generate_each,
     no_progress,
-    open_backend,
     public_kwargs,
     read_instances,
+    run_stage,
 )
-from habitat_eqarm.bench.builder.journal import Journal
 from habitat_eqarm.bench.builder.textmatch import critique_leak
-from habitat_eqarm.data.schema import EQAInstance, InstanceError
-from habitat_eqarm.rewards.backends.base import GenerationRequest, SamplingParams
+from habitat_eqarm.data.schema import EQAInstance, check_unique_ids
+from habitat_eqarm.rewards.backends.base import GenerationRequest, GenerationResult
 from habitat_eqarm.rewards.model import EQARewardModel, Judgement, judgement_from_texts
 from habitat_eqarm.rewards.parsing import aggregate_scores
 from habitat_eqarm.rewards.prompts import JUDGE_PROMPT, Prompt
@@ -152,12 +148,9 @@ def select_responses(cfg: JudgeConfig, report: StageReport) -> list[EQAInstance]
     """The responses to judge: unique ids, a GT answer, and (unless asked) a usable answer."""
     instances = read_instances(cfg.data)
     instances = instances[: cfg.limit] if cfg.limit is not None else instances
-    seen: set[str] = set()
+    check_unique_ids([(cfg.data, instances)])
     out = []
     for inst in instances:
-        if inst.question_id in seen:
-            raise InstanceError(f"{cfg.data}: duplicate id {inst.question_id!r}")
-        seen.add(inst.question_id)
         usable = inst.meta.get("generation", {}).get("usable", bool(inst.predicted_answer))
         if not inst.gt_answer:
             report.skip(inst.question_id, "no GT answer: the judge needs one")
@@ -173,23 +166,11 @@ def run_judge(cfg: JudgeConfig, progress: ProgressFactory = no_progress) -> Stag
     check_config(cfg)
     report = StageReport("judge")
     instances = select_responses(cfg, report)
-    out = Path(cfg.out)
-    with Journal(out, settings_of(cfg)) as journal, progress(len(instances), "judge") as bar:
-        report.total = len(instances)
-        report.already_done = sum(i.question_id in journal for i in instances)
-        bar.update(report.already_done)
-        todo = [i for i in instances if i.question_id not in journal]
-        if todo:
-            backend = open_backend(cfg.backend, cfg.model, cfg.backend_kwargs)
-            try:
-                run = _Run(cfg, journal, report, backend, bar.update)
-                for start in range(0, len(todo), cfg.batch_size):
-                    run.chunk(todo[start : start + cfg.batch_size])
-            finally:
-                backend.close()
-        finished = [journal.entries.get(i.question_id) for i in instances]
-        _summarise(report, [r for r in finished if r is not None])
-    report.write(out)
+    records = run_stage(
+        cfg, report, instances, lambda i: [i.question_id], _Run, settings_of(cfg), progress
+    )
+    _summarise(report, records)
+    report.write(Path(cfg.out))
     return report
 
 
@@ -236,16 +217,9 @@ def llm_match_table(records: list[dict[str, Any]]) -> str:
     return header + "\n".join(rows) + "\n"
 
 
-@dataclass
-class _Run:
-    """One run's state: journal, backend, reward-model wrapper for the judge prompt."""
-
-    cfg: JudgeConfig
-    journal: Journal
-    report: StageReport
-    backend: Any
-    advance: Callable[[int], Any]
-    memories: MemoryCache = field(default_factory=MemoryCache)
+@dataclass  # again, so that __init__ calls __post_init__
+class _Run(StageRun):
+    """One judge run: journal, backend, and the reward-model wrapper for the judge prompt."""
 
     def __post_init__(self) -> None:
         self.judge = EQARewardModel(
@@ -265,35 +239,29 @@ class _Run:
         for inst in ready:
             if wants_mark and inst.question_id not in marks:
                 continue
-            record = self.record(inst, scored.get(inst.question_id), marks.get(inst.question_id))
-            self.journal.add(record)
-            self.report.done_now += 1
-            self.advance(1)
+            self.add(self.record(inst, scored.get(inst.question_id), marks.get(inst.question_id)))
 
     def score(self, batch: list[EQAInstance]) -> dict[str, tuple[Judgement, int]]:
         """The judge's K samples per response, re-asked while none of them parses."""
-        requests: dict[str, tuple[GenerationRequest, list[int]]] = {}
+        built: dict[str, tuple[GenerationRequest, list[int]]] = {}
         for inst in batch:
             try:
                 memory = self.memories.get(inst.episode_path) if inst.episode_path else None
-                requests[inst.question_id] = self.judge.request_for(inst, memory)
+                built[inst.question_id] = self.judge.request_for(inst, memory)
             except Exception as err:
                 self.report.skip(inst.question_id, f"unreadable episode: {error_text(err)}")
         by_id = {i.question_id: i for i in batch}
-        done: dict[str, tuple[Judgement, int]] = {}
-        pending = list(requests)
-        for attempt in range(1, self.cfg.max_attempts + 1):
-            if not pending:
-                break
-            params = self.params(pending[0], attempt, self.cfg.k)
-            results = generate_each(self.backend, [requests[q][0] for q in pending], params)
-            for qid, result in zip(pending, results, strict=True):
-                if isinstance(result, Exception):
-                    self.report.skip(qid, f"judge failed: {error_text(result)}")
-                    continue
-                done[qid] = (self.judgement(by_id[qid], result.texts, requests[qid][1]), attempt)
-            pending = [q for q in pending if q in done and done[q][0].n_valid == 0]
-        return done
+
+        def parse(qid: str, result: GenerationResult, attempt: int) -> tuple[Judgement, int]:
+            return self.judgement(by_id[qid], result.texts, built[qid][1]), attempt
+
+        return self.ask(
+            {qid: request for qid, (request, _) in built.items()},
+            parse,
+            retry=lambda scored: scored[0].n_valid == 0,
+            what="judge",
+            k=self.cfg.k,
+        )
 
     def judgement(self, inst: EQAInstance, texts: list[str], indices: list[int]) -> Judgement:
         """Parse the judge's samples for one response."""
@@ -308,36 +276,25 @@ class _Run:
 
     def llm_match(self, batch: list[EQAInstance]) -> dict[str, dict[str, Any]]:
         """A 1-5 mark of answer agreement per response (text only), re-asked while unparsable."""
-        requests = {i.question_id: _llm_match_request(i) for i in batch}
-        done: dict[str, dict[str, Any]] = {}
-        pending = list(requests)
-        for attempt in range(1, self.cfg.max_attempts + 1):
-            if not pending:
-                break
-            params = self.params(pending[0], attempt, 1)
-            params.max_new_tokens = min(params.max_new_tokens, 32)
-            results = generate_each(self.backend, [requests[q] for q in pending], params)
-            for qid, result in zip(pending, results, strict=True):
-                if isinstance(result, Exception):
-                    self.report.skip(qid, f"LLM-match failed: {error_text(result)}")
-                    continue
-                mark, format_ok = parse_mark(result.texts[0])
-                done[qid] = {
-                    "mark": mark,
-                    "format_ok": format_ok,
-                    "attempts": attempt,
-                    "text": result.texts[0],
-                    "prompt_id": LLM_MATCH_PROMPT.id,
-                    "model": self.cfg.model,
-                }
-            pending = [q for q in pending if q in done and done[q]["mark"] is None]
-        return done
 
-    def params(self, first_id: str, attempt: int, k: int) -> SamplingParams:
-        """Sampling settings of one backend call."""
-        cfg = self.cfg
-        seed = call_seed(cfg.seed, first_id, attempt)
-        return SamplingParams(k, cfg.temperature, cfg.top_p, cfg.max_new_tokens, seed)
+        def parse(qid: str, result: GenerationResult, attempt: int) -> dict[str, Any]:
+            mark, format_ok = parse_mark(result.texts[0])
+            return {
+                "mark": mark,
+                "format_ok": format_ok,
+                "attempts": attempt,
+                "text": result.texts[0],
+                "prompt_id": LLM_MATCH_PROMPT.id,
+                "model": self.cfg.model,
+            }
+
+        return self.ask(
+            {i.question_id: _llm_match_request(i) for i in batch},
+            parse,
+            retry=lambda answer: answer["mark"] is None,
+            what="LLM-match",
+            max_new_tokens=32,
+        )
 
     def record(
         self,

@@ -23,7 +23,13 @@ from typing import Any
 
 from habitat_eqarm.bench.builder.common import read_instances
 from habitat_eqarm.bench.builder.journal import AppendLog
-from habitat_eqarm.data.schema import SCORE_RANGE, EQAInstance, base_question_id, write_jsonl
+from habitat_eqarm.data.schema import (
+    SCORE_RANGE,
+    EQAInstance,
+    base_question_id,
+    check_unique_ids,
+    write_jsonl,
+)
 
 ACTIONS = ("accept", "edit", "reject")
 STATUS = {"accept": "accepted", "edit": "edited", "reject": "rejected"}
@@ -66,9 +72,7 @@ def load_shard(cfg: ReviewConfig) -> list[EQAInstance]:
     if cfg.of < 1 or not 0 <= cfg.reviewer < cfg.of:
         raise ValueError(f"--reviewer must be in 0..{cfg.of - 1} (--of {cfg.of})")
     items = [i for i in read_instances(cfg.data) if shard_of(i.question_id, cfg.of) == cfg.reviewer]
-    ids = [i.question_id for i in items]
-    if len(set(ids)) != len(ids):
-        raise ValueError(f"{cfg.data}: duplicate instance ids")
+    check_unique_ids([(cfg.data, items)])
     return items
 
 

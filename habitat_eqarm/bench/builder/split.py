@@ -26,7 +26,13 @@ from typing import Any
 from habitat_eqarm.bench.builder.common import StageReport, read_instances, split_list
 from habitat_eqarm.data.io import atomic_write_text
 from habitat_eqarm.data.openeqa import room_of
-from habitat_eqarm.data.schema import EQAInstance, InstanceError, base_question_id, write_jsonl
+from habitat_eqarm.data.schema import (
+    EQAInstance,
+    InstanceError,
+    base_question_id,
+    check_unique_ids,
+    write_jsonl,
+)
 
 SPLITS = ("test", "train")
 SPLIT_NAMES = {"test": "benchmark D_B, EQARewardBench", "train": "fine-tuning D_F"}
@@ -65,15 +71,11 @@ def gather(cfg: SplitConfig, report: StageReport) -> list[EQAInstance]:
     paths = split_list(cfg.data)
     if not paths:
         raise ValueError("--data names no file")
-    seen: dict[str, str] = {}
+    loaded = [(path, read_instances(path)) for path in paths]
+    check_unique_ids(loaded)
     out = []
-    for path in paths:
-        for inst in read_instances(path):
-            if inst.question_id in seen:
-                raise InstanceError(
-                    f"{path}: id {inst.question_id!r} is also in {seen[inst.question_id]}"
-                )
-            seen[inst.question_id] = path
+    for _, instances in loaded:
+        for inst in instances:
             status = inst.meta.get("review", {}).get("status")
             if status == "rejected":
                 report.skip(inst.question_id, "rejected by a reviewer")
@@ -85,7 +87,7 @@ def gather(cfg: SplitConfig, report: StageReport) -> list[EQAInstance]:
                 report.skip(inst.question_id, "no episode_id: cannot keep splits disjoint")
             else:
                 out.append(inst)
-    report.total = len(seen)
+    report.total = sum(len(instances) for _, instances in loaded)
     return out
 
 

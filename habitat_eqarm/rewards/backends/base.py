@@ -8,6 +8,7 @@ OpenAI-compatible endpoint, our own ``eqarm serve`` included).
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -65,16 +66,30 @@ class GenerationResult:
 
 
 class RewardBackend(ABC):
-    """A text generator over images; subclasses implement :meth:`generate`."""
+    """A text generator over images; subclasses implement :meth:`sample`."""
 
     name: str = "base"
     model_id: str = ""
 
-    @abstractmethod
     def generate(
         self, requests: Sequence[GenerationRequest], params: SamplingParams
     ) -> list[GenerationResult]:
-        """K sampled texts for each request, in order."""
+        """K texts for each request, in order.
+
+        Greedy decoding (``temperature <= 0``) gives K identical texts, so the backend is asked
+        for one per request and it is repeated K times: no backend decodes, sends or caches a
+        greedy text twice. Sampling asks the backend for all K.
+        """
+        if params.temperature > 0 or params.k == 1:
+            return self.sample(requests, params)
+        once = self.sample(requests, dataclasses.replace(params, k=1))
+        return [GenerationResult(r.texts * params.k, r.timings) for r in once]
+
+    @abstractmethod
+    def sample(
+        self, requests: Sequence[GenerationRequest], params: SamplingParams
+    ) -> list[GenerationResult]:
+        """``params.k`` texts for each request, in order; greedy requests come with ``k == 1``."""
 
     def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release what the backend holds (models, connections); idempotent."""

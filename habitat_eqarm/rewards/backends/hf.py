@@ -337,28 +337,22 @@ class HFBackend(RewardBackend):
     ) -> torch.Tensor:
         """``generate`` with ``num_return_sequences=K``: new tokens, ``(B*K, T)``.
 
-        Greedy decoding gives K identical samples, so it runs once and repeats the tokens.
+        Greedy takes ``K == 1`` (:meth:`RewardBackend.generate` repeats the one text).
         """
-        greedy = params.temperature <= 0
         sampling = self._sampling_kwargs(params, multinomial=params.k > 1)
         out = self.model.generate(
-            **inputs,
-            num_return_sequences=1 if greedy else params.k,
-            **self.new_cache(params),
-            **sampling,
+            **inputs, num_return_sequences=params.k, **self.new_cache(params), **sampling
         )
-        new = out[:, inputs["input_ids"].shape[1] :]
-        return new.repeat_interleave(params.k, dim=0) if greedy else new
+        return out[:, inputs["input_ids"].shape[1] :]
 
     @torch.inference_mode()
     def generate_shared(
         self, inputs: dict[str, torch.Tensor], params: SamplingParams
     ) -> torch.Tensor:
         """Prefill once (right-aligned, causal), repeat the cache K ways, decode: new tokens,
-        ``(B*K, T)``. Greedy decoding gives K identical samples: it decodes once and repeats.
+        ``(B*K, T)``. Greedy takes ``K == 1`` (:meth:`RewardBackend.generate` repeats the text).
         """
-        greedy = params.temperature <= 0
-        k = 1 if greedy else params.k
+        k = params.k
         sampling = self._sampling_kwargs(params, multinomial=False)
         prefill_inputs, cont = split_prompts(inputs, self.processor.tokenizer.pad_token_id)
         prefill = self.model(
@@ -371,10 +365,9 @@ class HFBackend(RewardBackend):
             inner.rope_deltas = inner.rope_deltas.repeat_interleave(k, dim=0)
             cont = {name: value.repeat_interleave(k, dim=0) for name, value in cont.items()}
         out = self.model.generate(**cont, **{self.cache_argument: cache}, **sampling)
-        new = out[:, cont["input_ids"].shape[1] :]
-        return new.repeat_interleave(params.k, dim=0) if greedy else new
+        return out[:, cont["input_ids"].shape[1] :]
 
-    def generate(
+    def sample(
         self, requests: Sequence[GenerationRequest], params: SamplingParams
     ) -> list[GenerationResult]:
         """K texts per request, ``batch_size`` requests per forward pass."""

@@ -14,6 +14,7 @@ prompt's placeholders (:mod:`.chat_format`).
   ``max_concurrency`` at a time.
 - K samples come from one call with ``n`` (``k_mode="n"``; more calls follow if a gateway
   returns fewer choices) or from K calls of one sample each (``k_mode="repeat"``, seed + i).
+  Greedy requests ask for one sample, which :meth:`RewardBackend.generate` repeats K times.
 - Every sample is cached on disk under (model, prompt id, inputs hash, sampling parameters,
   sample index) as soon as it arrives, so a re-run, or a run resumed after a crash, asks only
   for what is missing. With ``seed=None`` a re-run therefore returns the cached samples;
@@ -174,7 +175,9 @@ class OpenAIBackend(RewardBackend):
             self.cache: ResponseCache | None = ResponseCache(root)
         else:
             self.cache = None
-        self.stats: Counter[str] = Counter()  # http_requests, retries, cache_hits, cache_misses
+        # http_requests, retries, cache_hits, cache_misses (entries looked up: one per sample,
+        # so one per greedy request whatever its K)
+        self.stats: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._rng = random.Random()
 
@@ -187,7 +190,7 @@ class OpenAIBackend(RewardBackend):
 
     # -- generate -------------------------------------------------------------------------------
 
-    def generate(
+    def sample(
         self, requests: Sequence[GenerationRequest], params: SamplingParams
     ) -> list[GenerationResult]:
         """K texts per request: cached samples first, the rest from concurrent HTTP calls.
@@ -242,8 +245,6 @@ class OpenAIBackend(RewardBackend):
         """The HTTP calls that fill the ``missing`` sample indices of one request."""
         if not missing:
             return []
-        if params.temperature <= 0:  # greedy: one text stands for every sample
-            return [_Call(request, missing, 1, params.seed)]
         if self.k_mode == "n":
             return [_Call(request, missing, len(missing), _offset(params.seed, missing[0]))]
         return [_Call(request, [i], 1, _offset(params.seed, i)) for i in missing]
@@ -281,7 +282,7 @@ class OpenAIBackend(RewardBackend):
         return errors
 
     def _call(self, lazy: _LazyMessages, call: _Call, params: SamplingParams) -> list[str]:
-        """The texts of one planned call (greedy: one text repeated for each sample)."""
+        """The ``call.n`` texts of one planned call."""
         messages = lazy.get()  # encoded on a worker thread, once per request
         got: list[str] = []
         while len(got) < call.n:  # a gateway may ignore `n`: ask again for the rest
@@ -292,8 +293,7 @@ class OpenAIBackend(RewardBackend):
             if not choices:
                 raise EndpointError(f"{self.endpoint}: the response holds no choices")
             got += choices
-        got = got[: call.n]
-        return got * len(call.samples) if call.n == 1 and len(call.samples) > 1 else got
+        return got[: call.n]
 
     def request_body(
         self, messages: list[dict[str, Any]], n: int, seed: int | None, params: SamplingParams

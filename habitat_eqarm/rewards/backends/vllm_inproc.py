@@ -3,8 +3,8 @@
 The prompt text comes from the model's own processor (its chat template lays out the vision
 placeholders); frames go to vLLM as ``multi_modal_data`` (PIL images, or one video array), so
 vLLM's Qwen2-VL processing sees what the ``hf`` backend's would. K samples are vLLM's ``n``
-(greedy decoding asks for one and repeats it). Each request gets ``seed`` itself, so seeded
-samples do not depend on what else is in the batch.
+(greedy decoding asks for one, which :meth:`RewardBackend.generate` repeats). Each request
+gets ``seed`` itself, so seeded samples do not depend on what else is in the batch.
 
 Not exercised in our CI (no GPU there): :func:`vllm_inputs` and :func:`vllm_sampling_kwargs`,
 the conversions, are tested without vLLM; the engine itself is not.
@@ -60,10 +60,10 @@ def vllm_inputs(request: GenerationRequest, processor: Any) -> dict[str, Any]:
 
 
 def vllm_sampling_kwargs(params: SamplingParams) -> dict[str, Any]:
-    """Keyword arguments of ``vllm.SamplingParams`` for ``params`` (greedy: one sample)."""
+    """Keyword arguments of ``vllm.SamplingParams`` for ``params`` (``n`` = K)."""
     greedy = params.temperature <= 0
     kwargs: dict[str, Any] = {
-        "n": 1 if greedy else params.k,
+        "n": params.k,
         "temperature": 0.0 if greedy else params.temperature,
         "top_p": 1.0 if greedy else params.top_p,
         "max_tokens": params.max_new_tokens,
@@ -115,7 +115,7 @@ class VLLMBackend(RewardBackend):
         )
         self._sampling_params = vllm.SamplingParams
 
-    def generate(
+    def sample(
         self, requests: Sequence[GenerationRequest], params: SamplingParams
     ) -> list[GenerationResult]:
         """K texts per request from one ``LLM.generate`` call over the whole batch."""
@@ -125,13 +125,10 @@ class VLLMBackend(RewardBackend):
         outputs = self.llm.generate(inputs, sampling, use_tqdm=False)
         per_request = (time.perf_counter() - t0) / max(1, len(requests))
         timings = {"generate_s": per_request, "batch_size": float(len(requests))}
-        results = []
-        for out in outputs:
-            texts = [o.text for o in out.outputs]
-            if len(texts) == 1 and params.k > 1:
-                texts = texts * params.k
-            results.append(GenerationResult(texts=texts, timings=dict(timings)))
-        return results
+        return [
+            GenerationResult(texts=[o.text for o in out.outputs], timings=dict(timings))
+            for out in outputs
+        ]
 
     def close(self) -> None:
         """Drop the engine (vLLM frees GPU memory when it is collected)."""

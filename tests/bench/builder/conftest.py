@@ -43,7 +43,7 @@ class ScriptedVLMTestDouble(RewardBackend):
         self.calls = []
         self.prompt_ids = []  # GenerationRequest.prompt_id of each call (cache keys use it)
 
-    def generate(self, requests, params):
+    def sample(self, requests, params):
         out = []
         for req in requests:
             text = req.messages[-1]["content"][-1]["text"]

@@ -1,4 +1,5 @@
 import copy
+import dataclasses
 
 import numpy as np
 import pytest
@@ -52,7 +53,7 @@ def capture_logits(model):
 
 
 def test_shared_prefill_gives_exactly_the_tokens_and_logits_of_plain_generate(backend, requests_):
-    k = 4
+    k = 1  # greedy: one text per request (RewardBackend.generate repeats it K times)
     params = SamplingParams(k=k, temperature=0.0, max_new_tokens=12)
     inputs = backend.encode(requests_)
     assert inputs["attention_mask"][1].min() == 0  # the shorter prompt is padded
@@ -139,8 +140,9 @@ def test_text_only_requests_alone_and_beside_image_ones(backend, requests_):
         (alone,) = backend.generate([text_only], greedy)
         assert alone.timings["shared_prefill"] == 0.0 and len(alone.texts) == 2
     mixed = [requests_[1], text_only]
-    shared = backend.generate_shared(backend.encode(mixed), greedy)
-    assert torch.equal(shared, backend.generate_plain(backend.encode(mixed), greedy))
+    once = dataclasses.replace(greedy, k=1)  # what generate passes on for a greedy request
+    shared = backend.generate_shared(backend.encode(mixed), once)
+    assert torch.equal(shared, backend.generate_plain(backend.encode(mixed), once))
     sampled = backend.generate(mixed, SamplingParams(k=2, max_new_tokens=4, seed=1))
     assert sampled[1].timings["shared_prefill"] == 1.0 and len(sampled[1].texts) == 2
 

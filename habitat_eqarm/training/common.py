@@ -1,0 +1,142 @@
+"""What RFT and C-GRPO share: labelled instances in, a lazily loaded dataset out, resumed training.
+
+Both trainers read ``cfg.data``, skip and count the instances without ``gt_score``, turn the rest
+into rows (each its own way), build a ``datasets.Dataset`` whose images are decoded when the
+trainer asks for a row, drop the rows over a token limit (truncating would cut through image
+tokens, which Qwen2-VL cannot run), write their statistics, and train resuming from the newest
+complete checkpoint.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from habitat_eqarm.bench.evaluate import load_instances
+from habitat_eqarm.data.episode import EpisodeMemory
+from habitat_eqarm.data.io import atomic_write_text
+from habitat_eqarm.data.schema import EQAInstance
+from habitat_eqarm.rewards.backends.hf import pixel_size
+
+Rows = list[dict[str, Any]]
+
+
+def prepare_dataset(
+    cfg: Any,
+    name: str,
+    stats: Any,
+    make_rows: Callable[[list[EQAInstance]], Rows],
+    tokens: Callable[[dict[str, Any], Any], int],
+    max_tokens: int | None,
+) -> tuple[Any, Any]:
+    """``(dataset, processor)`` for a trainer; writes ``<output_dir>/<name>_stats.json``.
+
+    ``cfg``: the trainer's config (``data``, ``data_split``, ``model_name_or_path``,
+    ``max_pixels``, ``output_dir``); ``name``: the trainer's, in messages (``C-GRPO``) and,
+    lower-cased without dashes, in the stats file name (``cgrpo_stats.json``). ``stats``
+    counts ``instances``, ``skipped_no_gt_score`` and ``skipped_too_long``; ``make_rows``
+    turns the labelled instances into rows and counts the rest. Rows of more than
+    ``max_tokens`` (``tokens(example, processor)``; None: no limit) are dropped. Raises
+    ValueError, after writing the stats, when no instance gave a row.
+    """
+    from transformers import AutoProcessor
+
+    if not cfg.data:
+        raise ValueError(f"{name} needs --data: labelled instances with gt_score")
+    instances = load_instances(cfg.data, cfg.data_split)
+    labelled = [inst for inst in instances if inst.gt_score is not None]
+    stats.instances = len(instances)
+    stats.skipped_no_gt_score = len(instances) - len(labelled)
+    rows = make_rows(labelled)
+    processor = AutoProcessor.from_pretrained(cfg.model_name_or_path)
+    processor.image_processor.size = pixel_size(cfg.max_pixels)  # TRL has no max_pixels option
+    dataset = None
+    if rows:
+        from datasets import Dataset
+
+        dataset = Dataset.from_list(rows).with_transform(attach_images)
+        dataset, stats.skipped_too_long = drop_longer(
+            dataset, max_tokens, lambda example: tokens(example, processor)
+        )
+    stats_file = Path(cfg.output_dir) / f"{name.lower().replace('-', '')}_stats.json"
+    atomic_write_text(stats_file, json.dumps(stats.to_dict(), indent=2) + "\n")
+    if dataset is None:
+        raise ValueError(f"{name}: no usable instance in {cfg.data} ({stats.to_dict()})")
+    return dataset, processor
+
+
+def train_with_resume(
+    trainer_class: type, cfg: Any, dataset: Any, processor: Any, callbacks: list | None = None
+) -> Any:
+    """Train ``trainer_class`` on ``dataset``, resuming from the newest complete checkpoint in
+    ``cfg.output_dir``; save the model and processor there; return the trainer.
+
+    ``callbacks`` come after :class:`CompleteCheckpointMarker`. Raises ValueError when every
+    row was over the token limit.
+    """
+    from habitat_eqarm.training.checkpoints import (
+        CompleteCheckpointMarker,
+        last_complete_checkpoint,
+    )
+
+    if len(dataset) == 0:
+        raise ValueError(
+            f"{cfg.data}: no example left to train on: each is over the token limit "
+            f"(see the stats in {cfg.output_dir})"
+        )
+    trainer = trainer_class(
+        model=cfg.model_name_or_path,
+        args=cfg,
+        train_dataset=dataset,
+        processing_class=processor,
+        callbacks=[CompleteCheckpointMarker(), *(callbacks or [])],
+    )
+    trainer.train(resume_from_checkpoint=last_complete_checkpoint(cfg.output_dir))
+    trainer.save_model(cfg.output_dir)
+    processor.save_pretrained(cfg.output_dir)
+    return trainer
+
+
+def attach_images(batch: dict[str, list]) -> dict[str, list]:
+    """Dataset transform: decode each row's keyframes when the trainer asks for the row."""
+    out = dict(batch)
+    out["images"] = [
+        list(keyframe_images(path, tuple(indices)))
+        for path, indices in zip(batch["episode_path"], batch["keyframe_indices"], strict=True)
+    ]
+    return out
+
+
+@functools.lru_cache(maxsize=16)
+def keyframe_images(path: str, indices: tuple[int, ...]) -> tuple[Any, ...]:
+    """An episode's frames at ``indices`` as PIL images, decoded once for recent calls.
+
+    GRPO batches hold each prompt G times (TRL repeats the row), and RFT keeps several targets
+    of one instance, so the same keyframes are asked for again and again; nothing downstream
+    modifies the images (the processor and the perturbations copy them).
+    """
+    from PIL import Image
+
+    return tuple(Image.fromarray(f) for f in EpisodeMemory.from_path(path).frames(list(indices)))
+
+
+def drop_longer(dataset: Any, limit: int | None, tokens: Callable[[dict], int]) -> tuple[Any, int]:
+    """The rows of ``dataset`` with at most ``limit`` tokens, and how many were dropped.
+
+    Truncating instead would cut through image tokens, which Qwen2-VL cannot run.
+    """
+    if limit is None:
+        return dataset, 0
+    keep = [i for i in range(len(dataset)) if tokens(dataset[i]) <= limit]
+    return dataset.select(keep), len(dataset) - len(keep)
+
+
+def example_tokens(example: dict[str, Any], processor: Any, cfg: Any) -> int:
+    """Prompt + completion tokens of one example, image tokens included (``cfg.max_pixels``)."""
+    text = processor.apply_chat_template(example["prompt"] + example["completion"], tokenize=False)
+    size = pixel_size(cfg.max_pixels)
+    encoded = processor(text=[text], images=example["images"], images_kwargs={"size": size})
+    return len(encoded["input_ids"][0])
