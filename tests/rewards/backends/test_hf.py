@@ -17,7 +17,6 @@ from habitat_eqarm.rewards.backends.hf import (
 )
 from habitat_eqarm.rewards.prompts import REWARD_MODEL_PROMPT, build_messages
 
-
 # Tests here compare two computation paths (shared vs plain prefill, batched vs alone, matmul vs
 # convolution). In float32 their difference depends on which BLAS kernel and how many threads a
 # CPU uses, and a greedy token can flip on a near-tie; in float64 both paths round at ~1e-16 per
