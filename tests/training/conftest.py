@@ -11,14 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from habitat_eqarm.testing.learning import RFT_STEPS, rft_config, rft_fields
 from habitat_eqarm.testing.toy import make_toy_rft_set
-
-CPU = dict(bf16=False, use_cpu=True, activation_checkpointing=False, report_to="none")
-# small inputs keep CPU steps short: 3 keyframes of about 160x120 pixels
-SMALL = dict(num_keyframes=3, max_pixels=20_000)
-# the paper's lr of 1e-6 is for a pretrained 2B model; a random tiny one needs far more
-RFT_TRAIN = dict(learning_rate=1e-2, per_device_train_batch_size=4, save_steps=50, seed=0)
-RFT_STEPS = 200
 
 
 @pytest.fixture(scope="session")
@@ -39,19 +33,9 @@ class RFTRun:
 def rft_run(tmp_path_factory, tiny_model_path, toy_set) -> RFTRun:
     """The tiny model after RFT on the toy set (saved model + complete checkpoints)."""
     from habitat_eqarm.training.rft import train_rft
-    from habitat_eqarm.training.rft_config import RFTConfig
 
     out = tmp_path_factory.mktemp("rft")
-    instances, candidates = toy_set
-    fields = dict(
-        output_dir=str(out),
-        model_name_or_path=str(tiny_model_path),
-        data=str(instances),
-        candidates=str(candidates),
-        logging_steps=50,
-        **CPU,
-        **SMALL,
-        **RFT_TRAIN,
-    )
-    trainer = train_rft(RFTConfig(**fields, max_steps=RFT_STEPS))
+    # seed 0: the seed-0 row of docs/testing.md
+    trainer = train_rft(rft_config(out, tiny_model_path, toy_set))
+    fields = rft_fields(out, tiny_model_path, toy_set)
     return RFTRun(out, fields, RFT_STEPS, trainer.state.global_step)
