@@ -204,7 +204,7 @@ def parameters(trainer) -> dict[str, torch.Tensor]:
 
 
 # Half the smallest C-GRPO effect over 5 seeds (docs/testing.md, "C-GRPO").
-CGRPO_MIN_EFFECT = CGRPO_MIN_EFFECT_PLACEHOLDER
+CGRPO_MIN_EFFECT = 0.1
 
 
 @pytest.mark.slow
