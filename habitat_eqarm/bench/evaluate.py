@@ -18,7 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from habitat_eqarm.bench.metrics import breakdown, pairwise_preference_accuracy, score_metrics
+from habitat_eqarm.bench.metrics import (
+    CORRECT_AT,
+    bootstrap_pairwise_ci,
+    bootstrap_score_ci,
+    breakdown,
+    expected_calibration_error,
+    pairwise_preference_accuracy,
+    score_metrics,
+)
 from habitat_eqarm.data.schema import (
     EQAInstance,
     InstanceError,
@@ -120,7 +128,11 @@ def _ends_with_newline(path: Path) -> bool:
 
 @dataclass
 class EvalSettings:
-    """How to sample: largest K, sampling, aggregates to report, tolerance, batch size."""
+    """How to sample (largest K, sampling, batch size) and report (aggregates, tolerance,
+    bootstrap resamples and level, calibration bins and the correctness threshold).
+
+    ``bootstrap = 0`` turns the confidence intervals off (their bounds are then None).
+    """
 
     ks: Sequence[int] = (1, 2, 4, 8, 16, 32)
     aggregates: Sequence[str] = ("majority", "mean")
@@ -130,6 +142,10 @@ class EvalSettings:
     seed: int = 0
     tau: float = 2.0
     batch_size: int = 4
+    bootstrap: int = 1000
+    ci_level: float = 0.95
+    ece_bins: int = 10
+    correct_at: float = CORRECT_AT
 
 
 def sample_all(
@@ -204,24 +220,45 @@ def format_report(
 def score_report(
     instances: Sequence[EQAInstance], judgements: dict[str, Judgement], settings: EvalSettings
 ) -> dict[str, Any]:
-    """Metrics for every K and aggregate: overall, by source, by category, pairwise."""
+    """Metrics for every K and aggregate: overall, by source, by category, pairwise, calibration.
+
+    Accuracy, RMSE and pairwise accuracy carry a ``ci`` (percentile bootstrap, seeded with
+    ``settings.seed``); ``calibration`` holds the ECE overall and by source.
+    """
     done = [inst for inst in instances if inst.question_id in judgements]
     unlabelled = [inst.question_id for inst in done if inst.gt_score is None]
     if unlabelled:
         raise InstanceError(f"{len(unlabelled)} instance(s) lack gt_score, e.g. {unlabelled[0]!r}")
     gt = [inst.gt_score for inst in done]
+    sources = [inst.source for inst in done]
+    questions = [base_question_id(inst.question_id) for inst in done]
+    boot = dict(resamples=settings.bootstrap, level=settings.ci_level, seed=settings.seed)
+
+    def with_ci(p: list, g: list) -> dict:
+        return {
+            **score_metrics(p, g, settings.tau),
+            "ci": bootstrap_score_ci(p, g, settings.tau, **boot),
+        }
+
+    def calibration(p: list, g: list) -> dict:
+        return expected_calibration_error(p, g, settings.ece_bins, settings.correct_at)
+
     report: dict[str, Any] = {}
     for k in sorted(settings.ks):
         per_aggregate = {}
         for aggregate in settings.aggregates:
             pred = [judgements[inst.question_id].prefix(k, aggregate).score for inst in done]
+            pairwise = pairwise_preference_accuracy(pred, gt, questions)
+            pairwise["ci"] = bootstrap_pairwise_ci(pred, gt, questions, **boot)
             per_aggregate[aggregate] = {
-                "overall": score_metrics(pred, gt, settings.tau),
-                "by_source": breakdown(pred, gt, [inst.source for inst in done], settings.tau),
-                "by_category": breakdown(pred, gt, [i.category for i in done], settings.tau),
-                "pairwise": pairwise_preference_accuracy(
-                    pred, gt, [base_question_id(inst.question_id) for inst in done]
-                ),
+                "overall": with_ci(pred, gt),
+                "by_source": breakdown(pred, gt, sources, fn=with_ci),
+                "by_category": breakdown(pred, gt, [i.category for i in done], fn=with_ci),
+                "pairwise": pairwise,
+                "calibration": {
+                    "overall": calibration(pred, gt),
+                    "by_source": breakdown(pred, gt, sources, fn=calibration),
+                },
             }
         report[str(k)] = per_aggregate
     return report

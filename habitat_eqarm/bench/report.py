@@ -20,6 +20,15 @@ def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
+def _with_ci(metrics: dict[str, Any], key: str, fmt=_pct) -> str:
+    """``61.86 [58.10, 65.40]``: the value and its bootstrap interval, when there is one."""
+    cell = fmt(metrics.get(key))
+    interval = metrics.get("ci", {}).get(key, {})
+    if interval.get("lo") is None or metrics.get(key) is None:
+        return cell
+    return f"{cell} [{fmt(interval['lo'])}, {fmt(interval['hi'])}]"
+
+
 def table_by_source(
     report: dict[str, Any],
     aggregate: str,
@@ -28,24 +37,30 @@ def table_by_source(
 ) -> str:
     """Table 1's shape: accuracy per source and overall, RMSE, malformed outputs; a row per K.
 
-    ``formats`` (:func:`~habitat_eqarm.bench.evaluate.format_report`) adds the per-sample
-    format-failure rate (the paper's) next to the instances with no valid sample.
+    Accuracy, RMSE and pairwise accuracy show their bootstrap interval in brackets when the
+    report has one; ECE has none. ``formats``
+    (:func:`~habitat_eqarm.bench.evaluate.format_report`) adds the per-sample format-failure
+    rate (the paper's) next to the instances with no valid sample.
     """
     lines = [
         f"Accuracy (%, |pred - gt| <= tau) and RMSE of {model}, {aggregate} over K samples "
-        "(smaller K are prefixes of the same samples). Malformed samples: % of all K samples "
-        "per instance that did not parse; no valid sample: instances none of whose K samples "
-        "parsed (a miss for accuracy, left out of RMSE).",
+        "(smaller K are prefixes of the same samples), with percentile-bootstrap intervals "
+        "[lo, hi]. Pairwise: % of same-question pairs with different GT scores ordered "
+        "right. ECE: calibration error of score/10 against correct = GT score >= the "
+        "threshold in results.json. Malformed samples: % of all K samples per instance that "
+        "did not parse; no valid sample: instances none of whose K samples parsed (a miss "
+        "for accuracy, left out of RMSE and ECE).",
         "",
         "| K | "
         + " | ".join(title for _, title in SOURCE_COLUMNS)
-        + " | Overall | RMSE | malformed samples | no valid sample |",
-        "|---" * (len(SOURCE_COLUMNS) + 5) + "|",
+        + " | Overall | RMSE | pairwise | ECE | malformed samples | no valid sample |",
+        "|---" * (len(SOURCE_COLUMNS) + 7) + "|",
     ]
     for k, per_agg in report.items():
         r = per_agg[aggregate]
-        by_source = [_pct(r["by_source"].get(src, {}).get("accuracy")) for src, _ in SOURCE_COLUMNS]
+        by_source = [_with_ci(r["by_source"].get(src, {}), "accuracy") for src, _ in SOURCE_COLUMNS]
         overall = r["overall"]
+        ece = r.get("calibration", {}).get("overall", {}).get("ece")
         f = (formats or {}).get(k)
         malformed = (
             "-"
@@ -53,8 +68,9 @@ def table_by_source(
             else (f"{_pct(f['sample_failure_rate'])} ({f['malformed_samples']}/{f['samples']})")
         )
         lines.append(
-            f"| {k} | {' | '.join(by_source)} | {_pct(overall['accuracy'])} | "
-            f"{_num(overall['rmse'])} | {malformed} | {overall['n_invalid']}/{overall['n']} |"
+            f"| {k} | {' | '.join(by_source)} | {_with_ci(overall, 'accuracy')} | "
+            f"{_with_ci(overall, 'rmse', _num)} | {_with_ci(r.get('pairwise', {}), 'accuracy')} | "
+            f"{_num(ece)} | {malformed} | {overall['n_invalid']}/{overall['n']} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -121,6 +137,47 @@ def plot_histogram(
     ax.set_ylabel("instances")
     ax.set_title(f"{title} ({len(pred) - len(valid)} invalid of {len(pred)})")
     ax.legend()
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_reliability(calibration: dict[str, Any], path: str | os.PathLike[str], title: str):
+    """Reliability diagram: accuracy against mean confidence per bin, with the diagonal.
+
+    ``calibration``: one ``{"overall", "by_source"}`` entry of the report
+    (:func:`~habitat_eqarm.bench.metrics.expected_calibration_error` results). Bars: overall
+    accuracy per bin; markers: each source; below, how many responses fall in each bin.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    overall = calibration["overall"]
+    width = 1.0 / overall["n_bins"]
+    fig, (ax, ax_n) = plt.subplots(
+        2, 1, figsize=(5, 5.5), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+    )
+    lows = [b["lo"] for b in overall["bins"]]
+    acc = [b["accuracy"] or 0.0 for b in overall["bins"]]
+    ax.bar(lows, acc, width=width, align="edge", alpha=0.6, edgecolor="k", label="overall")
+    for source, cal in calibration.get("by_source", {}).items():
+        points = [(b["confidence"], b["accuracy"]) for b in cal["bins"] if b["n"]]
+        if points:
+            ax.plot(*zip(*points, strict=True), marker="o", linestyle="", label=str(source))
+    ax.plot([0, 1], [0, 1], "k--", linewidth=1, label="calibrated")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel(f"share correct (GT score >= {overall['correct_at']:g})")
+    ece = "n/a" if overall["ece"] is None else f"{overall['ece']:.3f}"
+    ax.set_title(
+        f"{title}: ECE {ece}, {overall['n']} valid of {overall['n'] + overall['n_invalid']}"
+    )
+    ax.legend(loc="upper left")
+    ax.grid(alpha=0.3)
+    ax_n.bar(lows, [b["n"] for b in overall["bins"]], width=width, align="edge", edgecolor="k")
+    ax_n.set_xlabel("confidence (predicted score / 10)")
+    ax_n.set_ylabel("responses")
     fig.tight_layout()
     _save(fig, path)
 

@@ -3,8 +3,12 @@
 Samples once at the largest K and reports each smaller K from prefixes of the same samples.
 Writes ``results.json`` (metrics by K and aggregate, and ``format_by_k``: malformed samples
 and instances with no valid sample by K), ``table1.md`` (per source), ``table2.md`` (per category),
-``scaling.png`` (accuracy and RMSE against K), ``histogram.png`` and the per-instance sample
-cache ``samples.jsonl``, from which a killed run resumes.
+``scaling.png`` (accuracy and RMSE against K), ``histogram.png``, ``reliability.png`` (the
+reliability diagram of score/10 at the largest K) and the per-instance sample cache
+``samples.jsonl``, from which a killed run resumes. Accuracy, RMSE and pairwise accuracy carry
+percentile-bootstrap intervals (``ci``: ``lo``/``hi``), seeded with ``--seed``; the
+calibration error (ECE) of score/10 counts a response correct iff its GT score is at least
+``--correct_at``. Changing only these reporting options reuses every cached sample.
 """
 
 from __future__ import annotations
@@ -22,8 +26,10 @@ from habitat_eqarm.bench.evaluate import (
     sample_all,
     score_report,
 )
+from habitat_eqarm.bench.metrics import CORRECT_AT
 from habitat_eqarm.bench.report import (
     plot_histogram,
+    plot_reliability,
     plot_scaling,
     table_by_category,
     table_by_source,
@@ -58,6 +64,14 @@ class EvalConfig:
     seed: int = 0
     tau: float = field(default=2.0, metadata={"help": "accuracy tolerance |pred - gt| <= tau"})
     batch_size: int = 4
+    bootstrap: int = field(
+        default=1000, metadata={"help": "bootstrap resamples for the intervals (0: none)"}
+    )
+    ci_level: float = field(default=0.95, metadata={"help": "confidence level of the intervals"})
+    ece_bins: int = field(default=10, metadata={"help": "equal-width bins of the ECE"})
+    correct_at: float = field(
+        default=CORRECT_AT, metadata={"help": "correct (for the ECE) iff GT score >= this"}
+    )
     num_keyframes: int = 5
     keyframe_method: str = "uniform"
     frames_as: str = field(default="images", metadata={"help": "images or video"})
@@ -79,6 +93,11 @@ def settings_from(cfg: EvalConfig) -> EvalSettings:
         raise ValueError(f"--k must list positive sample counts, got {cfg.k!r}")
     for a in aggregates:
         aggregate_scores([], a)  # raises on an unknown name
+    if cfg.bootstrap < 0 or not 0 < cfg.ci_level < 1 or cfg.ece_bins < 1:
+        raise ValueError(
+            f"need --bootstrap >= 0, 0 < --ci_level < 1 and --ece_bins >= 1, got "
+            f"{cfg.bootstrap}, {cfg.ci_level}, {cfg.ece_bins}"
+        )
     return EvalSettings(
         ks=ks,
         aggregates=aggregates or list(AGGREGATES[:1]),
@@ -88,6 +107,10 @@ def settings_from(cfg: EvalConfig) -> EvalSettings:
         seed=cfg.seed,
         tau=cfg.tau,
         batch_size=cfg.batch_size,
+        bootstrap=cfg.bootstrap,
+        ci_level=cfg.ci_level,
+        ece_bins=cfg.ece_bins,
+        correct_at=cfg.correct_at,
     )
 
 
@@ -150,7 +173,7 @@ def main(cfg: EvalConfig) -> int:
 
 
 def write_reports(out, cfg, settings, instances, judgements, report, failures) -> None:
-    """results.json, the two tables, the scaling plot and the histogram."""
+    """results.json, the two tables, the scaling plot, the histogram and the reliability diagram."""
     main_agg = settings.aggregates[0]
     ks = [str(k) for k in settings.ks]
     shown = sorted({ks[0], ks[-1]}, key=int)
@@ -174,6 +197,8 @@ def write_reports(out, cfg, settings, instances, judgements, report, failures) -
     kmax = max(settings.ks)
     pred = [judgements[i.question_id].prefix(kmax, main_agg).score for i in done]
     plot_histogram(pred, [i.gt_score for i in done], out / "histogram.png", f"K={kmax} {main_agg}")
+    calibration = report[str(kmax)][main_agg]["calibration"]
+    plot_reliability(calibration, out / "reliability.png", f"K={kmax} {main_agg}")
     print(table1)
     print(table2)
     if failures:

@@ -77,8 +77,19 @@ def test_eval_writes_every_report_and_resumes_without_resampling(
     assert formats["instances_without_valid"] == overall["n_invalid"]
     assert "| malformed samples | no valid sample |" in (out / "table1.md").read_text()
     assert "object localization" in (out / "table2.md").read_text()
-    for png in ("scaling.png", "histogram.png"):
+    for png in ("scaling.png", "histogram.png", "reliability.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
+    for metrics in (overall, results["by_k"]["4"]["majority"]["by_source"]["hm3d"]):
+        for name in ("accuracy", "rmse"):
+            ci, value = metrics["ci"][name], metrics[name]
+            assert value is None or ci["lo"] <= value <= ci["hi"]
+        assert metrics["ci"]["resamples"] == 1000 and metrics["ci"]["level"] == 0.95
+    assert set(results["by_k"]["4"]["majority"]["pairwise"]["ci"]["accuracy"]) == {"lo", "hi"}
+    calibration = results["by_k"]["4"]["majority"]["calibration"]
+    assert calibration["overall"]["n"] == 6 - overall["n_invalid"]
+    assert calibration["overall"]["correct_at"] == 5.0 and len(calibration["overall"]["bins"]) == 10
+    assert "hm3d" in calibration["by_source"]
+    assert "| pairwise | ECE |" in (out / "table1.md").read_text()
 
     # everything cached: a third run rebuilds the reports without loading a model at all
     from habitat_eqarm.rewards.model import EQARewardModel
@@ -174,3 +185,46 @@ def test_format_failures_are_reported_per_sample_and_per_instance():
     table = table_by_source(score_report(instances, judgements, settings), "mean", "m", formats)
     assert "| malformed samples | no valid sample |" in table
     assert "| 58.33 (7/12) | 1/3 |" in table and "| 50.00 (3/6) | 1/3 |" in table
+
+
+def _scored(scores: dict[str, tuple[int, int]], source="hm3d"):
+    """Instances with the given (gt, predicted) scores, one valid sample each."""
+    instances, judgements = [], {}
+    for q, (gt, pred) in scores.items():
+        inst = EQAInstance(question_id=q, question="?", source=source, gt_score=gt)
+        text = f"<critique>Fine.</critique><score>{pred}</score>"
+        judgements[q] = judgement_from_texts(
+            inst, [text], aggregate="mean", prompt_id="p", model="m"
+        )
+        instances.append(inst)
+    return instances, judgements
+
+
+def test_table1_shows_intervals_and_results_are_deterministic():
+    scores = {f"q{i}#{n}": (gt, gt + 2 * (i % 4)) for i in range(40) for n, gt in enumerate((2, 4))}
+    instances, judgements = _scored(scores)
+    settings = EvalSettings(ks=(1,), aggregates=("mean",), seed=7)
+    report = score_report(instances, judgements, settings)
+    assert report == score_report(instances, judgements, settings)
+    r = report["1"]["mean"]
+    acc, ci = r["overall"]["accuracy"], r["overall"]["ci"]["accuracy"]
+    assert acc == 0.5 and ci["lo"] < acc < ci["hi"]  # offsets 0, 2, 4, 6: half within tau
+    cell = f"{100 * acc:.2f} [{100 * ci['lo']:.2f}, {100 * ci['hi']:.2f}]"
+    table = table_by_source(report, "mean", "m")
+    assert f"| {cell} | - | {cell} |" in table  # HM3D, no ScanNet, overall
+    ece = r["calibration"]["overall"]["ece"]
+    assert f"| {ece:.3f} |" in table
+    pair = r["pairwise"]
+    assert pair["pairs"] == 40 and pair["accuracy"] == 1.0  # same offset: order kept
+    assert pair["ci"]["accuracy"] == {"lo": 1.0, "hi": 1.0}
+    off = score_report(
+        instances, judgements, EvalSettings(ks=(1,), aggregates=("mean",), bootstrap=0)
+    )
+    assert off["1"]["mean"]["overall"]["ci"]["accuracy"] == {"lo": None, "hi": None}
+    assert f"| {100 * acc:.2f} | - |" in table_by_source(off, "mean", "m")  # no brackets
+
+
+def test_eval_refuses_bad_reporting_options(labelled, tmp_path, capsys):
+    data, _ = labelled
+    assert run_eval("not-loaded", data, tmp_path / "o", "--ci_level", "1.5") == 1
+    assert "--ci_level" in capsys.readouterr().err
