@@ -72,7 +72,9 @@ def test_shared_prefill_gives_exactly_the_tokens_and_logits_of_plain_generate(ba
         assert p.shape == s.shape == (2, p.shape[-1])
         # float64 logits of a 64-wide, 2-layer model: both paths agree to ~1e-13; 1e-9 is far
         # above that and far below any difference a changed computation would make
-        torch.testing.assert_close(p, s, atol=1e-9, rtol=1e-9, msg=lambda m, step=step: f"{step}: {m}")
+        torch.testing.assert_close(
+            p, s, atol=1e-9, rtol=1e-9, msg=lambda m, step=step: f"{step}: {m}"
+        )
 
 
 def test_shared_prefill_samples_k_ways_like_num_return_sequences(small_backend, requests_):
