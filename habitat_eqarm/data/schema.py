@@ -96,6 +96,11 @@ FIELD_NAMES = tuple(f.name for f in dataclasses.fields(EQAInstance))
 RESPONSE_SEPARATOR = "#"
 
 
+def split_reasoning(text: str) -> list[str]:
+    """An agent's reasoning text to :attr:`EQAInstance.reasoning_steps`: one per non-empty line."""
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
 def base_question_id(question_id: str) -> str:
     """The OpenEQA question an instance answers: ``question_id`` up to the first ``#``.
 
