@@ -45,9 +45,8 @@ import numpy as np
 import torch
 
 import habitat_eqarm.envs  # noqa: F401 - registers the env
-from habitat_eqarm.data import EpisodeMemory, find_openeqa_dir
+from habitat_eqarm.data import EpisodeMemory, EpisodeMemoryRecorder, find_openeqa_dir
 from habitat_eqarm.data.synthetic import make_synthetic_episode
-from habitat_eqarm.envs import EpisodeMemoryRecorder
 from habitat_eqarm.envs.agents import ScriptedAgent
 from habitat_eqarm.rewards.backends.base import SamplingParams
 from habitat_eqarm.rewards.model import EQARewardModel, Sample

@@ -15,9 +15,9 @@ from habitat_eqarm._lazy import lazy_exports
 if TYPE_CHECKING:
     from habitat_eqarm.data.episode import EpisodeMemory
     from habitat_eqarm.data.openeqa import load_openeqa
+    from habitat_eqarm.data.recorder import EpisodeMemoryRecorder
     from habitat_eqarm.data.schema import EQAInstance
     from habitat_eqarm.envs.emeqa import EMEQAEnv
-    from habitat_eqarm.envs.recorder import EpisodeMemoryRecorder
     from habitat_eqarm.rewards.model import EQARewardModel, Judgement
     from habitat_eqarm.rewards.parsing import parse_evaluation
     from habitat_eqarm.rewards.vector import EQARMVectorReward

@@ -4,22 +4,17 @@ For each instance the model draws ``max(ks)`` samples once; the result for a sma
 aggregate of the first K of those samples (prefixes of the same draws, as the reports say), so a
 whole test-time-scaling curve costs one run at the largest K.
 
-Samples are cached per instance in a JSONL file as they are produced: a killed run resumes where
-it stopped, and an instance that fails is reported and skipped, not fatal.
+The sampling and its per-instance cache live in :mod:`habitat_eqarm.rewards.sample_cache` (the
+trainers use them too); loading the instances in :mod:`habitat_eqarm.data.loading`. This module
+turns the cached judgements into reports.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import sys
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 from habitat_eqarm.bench.metrics import (
-    CORRECT_AT,
     bootstrap_pairwise_ci,
     bootstrap_score_ci,
     breakdown,
@@ -27,168 +22,9 @@ from habitat_eqarm.bench.metrics import (
     pairwise_preference_accuracy,
     score_metrics,
 )
-from habitat_eqarm.data.schema import (
-    EQAInstance,
-    InstanceError,
-    base_question_id,
-    from_dataset,
-    read_jsonl,
-)
-from habitat_eqarm.rewards.model import EQARewardModel, Judgement
-
-
-def load_instances(
-    path: str | os.PathLike[str], split: str | None = None, data_root: str | None = None
-) -> list[EQAInstance]:
-    """Labelled instances from JSONL, parquet, or a ``save_to_disk`` Dataset / DatasetDict.
-
-    A relative ``episode_path`` is resolved against ``data_root`` (default: the data's folder).
-    """
-    path = Path(path)
-    if path.suffix == ".jsonl":
-        instances = read_jsonl(path)
-    elif path.suffix == ".parquet":
-        from datasets import Dataset
-
-        instances = from_dataset(Dataset.from_parquet(str(path)))
-    elif path.is_dir():
-        instances = from_dataset(_load_dataset_dir(path, split))
-    else:
-        raise InstanceError(f"{path}: expected a .jsonl or .parquet file or a dataset folder")
-    root = Path(data_root) if data_root else (path if path.is_dir() else path.parent)
-    for inst in instances:
-        if inst.episode_path and not Path(inst.episode_path).is_absolute():
-            inst.episode_path = str(root / inst.episode_path)
-    return instances
-
-
-def _load_dataset_dir(path: Path, split: str | None) -> Any:
-    from datasets import DatasetDict, load_from_disk
-
-    try:
-        data = load_from_disk(str(path))
-    except FileNotFoundError as err:
-        raise InstanceError(f"{path}: not a saved dataset ({err})") from None
-    if isinstance(data, DatasetDict):
-        if split is None:
-            split = "test" if "test" in data else next(iter(data))
-        if split not in data:
-            raise InstanceError(f"{path}: no split {split!r} (has {', '.join(data)})")
-        return data[split]
-    return data
-
-
-@dataclass
-class SampleCache:
-    """Per-instance Kmax judgements in a JSONL file, keyed by question id and a fingerprint.
-
-    Lines with another fingerprint (other model, prompt, K or sampling settings) are ignored,
-    and so is a torn last line left by a killed run.
-    """
-
-    path: Path
-    fingerprint: dict[str, Any]
-    entries: dict[str, Judgement] = field(default_factory=dict)
-    _tail_checked: bool = False
-
-    def load(self, accept_any: bool = False) -> SampleCache:
-        """Read cached judgements with this fingerprint (with ``accept_any``: every one)."""
-        if not self.path.is_file():
-            return self
-        with self.path.open(encoding="utf-8") as fh:
-            for line in fh:
-                try:
-                    record = json.loads(line)
-                    if accept_any or record.get("fingerprint") == self.fingerprint:
-                        judgement = Judgement.from_dict(record["judgement"])
-                        self.entries[judgement.question_id] = judgement
-                except (json.JSONDecodeError, KeyError, TypeError):
-                    continue  # a line torn by a kill, or from another version
-        return self
-
-    def add(self, judgement: Judgement) -> None:
-        """Append one judgement as a single line, flushed to disk before returning."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        line = json.dumps({"fingerprint": self.fingerprint, "judgement": judgement.to_dict()})
-        with self.path.open("a", encoding="utf-8") as fh:
-            if not self._tail_checked and fh.tell() and not _ends_with_newline(self.path):
-                fh.write("\n")  # a torn line from a killed run stays on its own line
-            self._tail_checked = True
-            fh.write(line + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        self.entries[judgement.question_id] = judgement
-
-
-def _ends_with_newline(path: Path) -> bool:
-    with path.open("rb") as fh:
-        fh.seek(-1, os.SEEK_END)
-        return fh.read(1) == b"\n"
-
-
-@dataclass
-class EvalSettings:
-    """How to sample (largest K, sampling, batch size) and report (aggregates, tolerance,
-    bootstrap resamples and level, calibration bins and the correctness threshold).
-
-    ``bootstrap = 0`` turns the confidence intervals off (their bounds are then None).
-    """
-
-    ks: Sequence[int] = (1, 2, 4, 8, 16, 32)
-    aggregates: Sequence[str] = ("majority", "mean")
-    temperature: float = 0.8
-    top_p: float = 0.9
-    max_new_tokens: int = 512
-    seed: int = 0
-    tau: float = 2.0
-    batch_size: int = 4
-    bootstrap: int = 1000
-    ci_level: float = 0.95
-    ece_bins: int = 10
-    correct_at: float = CORRECT_AT
-
-
-def sample_all(
-    model: EQARewardModel,
-    instances: Sequence[EQAInstance],
-    settings: EvalSettings,
-    cache: SampleCache,
-    progress: Callable[[int], None] | None = None,
-) -> tuple[dict[str, Judgement], list[dict[str, str]]]:
-    """Kmax judgements for every instance (cached ones reused) and the failures."""
-    kmax = max(settings.ks)
-    todo = [(i, inst) for i, inst in enumerate(instances) if inst.question_id not in cache.entries]
-    if progress:
-        progress(len(instances) - len(todo))
-    failures: list[dict[str, str]] = []
-    for start in range(0, len(todo), settings.batch_size):
-        batch = todo[start : start + settings.batch_size]
-        for judgement in _score_batch(model, batch, settings, kmax, failures):
-            cache.add(judgement)
-        if progress:
-            progress(len(batch))
-    return cache.entries, failures
-
-
-def _score_batch(model, batch, settings, kmax, failures) -> list[Judgement]:
-    """Score a batch; if it fails, score its instances one by one and record those that fail."""
-    kwargs = dict(
-        k=kmax,
-        temperature=settings.temperature,
-        top_p=settings.top_p,
-        max_new_tokens=settings.max_new_tokens,
-    )
-    out: list[Judgement] = []
-    try:
-        return model.score([inst for _, inst in batch], seed=settings.seed + batch[0][0], **kwargs)
-    except Exception:  # one bad item must not cost the batch: retry them one by one
-        if len(batch) > 1:
-            for index, inst in batch:
-                out += _score_batch(model, [(index, inst)], settings, kmax, failures)
-            return out
-        (index, inst), err = batch[0], sys.exc_info()[1]
-    failures.append({"question_id": inst.question_id, "error": f"{type(err).__name__}: {err}"})
-    return out
+from habitat_eqarm.data.schema import EQAInstance, InstanceError, base_question_id
+from habitat_eqarm.rewards.model import Judgement
+from habitat_eqarm.rewards.sample_cache import EvalSettings
 
 
 def format_report(

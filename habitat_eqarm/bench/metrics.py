@@ -17,10 +17,9 @@ from typing import Any
 
 import numpy as np
 
-Score = float | int | None
+from habitat_eqarm.data.schema import CORRECT_AT
 
-CORRECT_AT = 5.0
-"""A response is correct, for calibration, iff its ground-truth score is at least this (0..10)."""
+Score = float | int | None
 
 
 def _ranks(values: np.ndarray) -> np.ndarray:

@@ -7,6 +7,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from habitat_eqarm.data.io import cache_dir
+
 UNTRAINED_WARNING = (
     "NOTE: no --model given, so this runs the tiny Qwen2-VL built locally with RANDOM weights. "
     "It is untrained: its critiques are noise and it rarely writes a well-formed score. Pass "
@@ -14,13 +16,14 @@ UNTRAINED_WARNING = (
 )
 
 
-def cache_dir() -> Path:
-    """Where built artefacts are kept: ``$EQARM_CACHE`` or ``~/.cache/habitat_eqarm``."""
-    return Path(os.environ.get("EQARM_CACHE", Path.home() / ".cache" / "habitat_eqarm"))
-
-
 def default_model(seed: int = 0) -> str:
-    """The tiny model's folder, built once (atomically: a temporary folder, then rename)."""
+    """The tiny model's folder, built once (atomically: a temporary folder, then rename).
+
+    The tiny model's builder lives in :mod:`habitat_eqarm.testing`, the tests' helper package.
+    This is the one place in the product path that imports it, and only here, lazily: it runs
+    when a command is given no ``--model`` (the user asked for the tiny untrained model, and
+    :func:`resolve_model` says so). ``tests/test_layers.py`` allows this import and no other.
+    """
     from habitat_eqarm.testing import make_tiny_model
     from habitat_eqarm.testing.tiny_model import TINY_MODEL_VERSION
 

@@ -18,14 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from habitat_eqarm.bench.builder.common import backend_kwargs, public_kwargs
-from habitat_eqarm.bench.evaluate import (
-    EvalSettings,
-    SampleCache,
-    format_report,
-    load_instances,
-    sample_all,
-    score_report,
-)
+from habitat_eqarm.bench.evaluate import format_report, score_report
 from habitat_eqarm.bench.metrics import CORRECT_AT
 from habitat_eqarm.bench.report import (
     plot_histogram,
@@ -35,10 +28,12 @@ from habitat_eqarm.bench.report import (
     table_by_source,
 )
 from habitat_eqarm.data.io import atomic_write_text
+from habitat_eqarm.data.loading import load_instances
 from habitat_eqarm.data.schema import InstanceError, check_unique_ids
 from habitat_eqarm.rewards.backends.base import MAX_PIXELS
 from habitat_eqarm.rewards.parsing import AGGREGATES, aggregate_scores
 from habitat_eqarm.rewards.prompts import REWARD_MODEL_PROMPT
+from habitat_eqarm.rewards.sample_cache import EvalSettings, SampleCache, sample_all
 
 
 @dataclass

@@ -1,4 +1,7 @@
-"""Episodes, OpenEQA and the instance schema. The names below are imported on first use."""
+"""Episodes and their recorder, OpenEQA and the instance schema.
+
+The names below are imported on first use.
+"""
 
 from typing import TYPE_CHECKING
 
@@ -13,6 +16,7 @@ if TYPE_CHECKING:
         find_openeqa_dir,
         load_openeqa,
     )
+    from habitat_eqarm.data.recorder import EpisodeMemoryRecorder
     from habitat_eqarm.data.schema import (
         EQAInstance,
         InstanceError,
@@ -20,6 +24,7 @@ if TYPE_CHECKING:
         from_dataset,
         iter_jsonl,
         read_jsonl,
+        split_reasoning,
         to_dataset,
         write_jsonl,
     )
@@ -31,6 +36,7 @@ __all__ = [
     "EQAInstance",
     "EpisodeMemory",
     "EpisodeMemoryError",
+    "EpisodeMemoryRecorder",
     "InstanceError",
     "OpenEQAError",
     "dataset_features",
@@ -41,6 +47,7 @@ __all__ = [
     "make_synthetic_episode",
     "read_jsonl",
     "select_keyframes",
+    "split_reasoning",
     "to_dataset",
     "uniform_indices",
     "view_spread",

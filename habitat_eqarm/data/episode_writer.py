@@ -6,7 +6,7 @@ millimetres), ``{i:06d}.txt`` (4x4 camera pose) and ``<name>.txt`` matrices
 Everything goes into a hidden temporary sibling folder that :meth:`EpisodeFolderWriter.commit`
 renames onto the target, so a reader never sees half an episode; :meth:`abort` (or an error
 inside a ``with`` block) removes it. :func:`~habitat_eqarm.data.episode.write_episode_folder`,
-the :class:`~habitat_eqarm.envs.recorder.EpisodeMemoryRecorder` and the ScanNet extractor all
+the :class:`~habitat_eqarm.data.recorder.EpisodeMemoryRecorder` and the ScanNet extractor all
 write through it, so the same episode gives the same bytes whichever wrote it.
 
 :meth:`write_frame` may be called from several threads for different frames.

@@ -1,4 +1,7 @@
-"""Atomic file writes: nothing is ever half-written (temporary file in the same folder, rename)."""
+"""File-system helpers: atomic writes and the user cache folder.
+
+Atomic writes: nothing is ever half-written (temporary file in the same folder, rename).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,14 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+
+def cache_dir() -> Path:
+    """Where built artefacts are kept: ``$EQARM_CACHE`` or ``~/.cache/habitat_eqarm``.
+
+    The tiny default model and the OpenAI backend's response cache live under it.
+    """
+    return Path(os.environ.get("EQARM_CACHE", Path.home() / ".cache" / "habitat_eqarm"))
 
 
 @contextlib.contextmanager

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 SOURCES = ("hm3d", "scannet", "other")
 SCORE_RANGE = (0, 10)
+CORRECT_AT = 5.0
+"""A response is correct, for calibration, iff its ground-truth score is at least this (0..10)."""
 
 REQUIRED_FIELDS = ("question_id", "question")
 
@@ -94,6 +96,11 @@ FIELD_NAMES = tuple(f.name for f in dataclasses.fields(EQAInstance))
 
 #: Separates an OpenEQA question id from a response number: ``<question id>#<n>``.
 RESPONSE_SEPARATOR = "#"
+
+
+def split_reasoning(text: str) -> list[str]:
+    """An agent's reasoning text to :attr:`EQAInstance.reasoning_steps`: one per non-empty line."""
+    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 def base_question_id(question_id: str) -> str:

@@ -1,5 +1,5 @@
-"""Gymnasium environments and the episode-memory recorder; the Habitat plugin lives in
-``envs/habitat*`` (the only modules that import habitat, lazily).
+"""Gymnasium environments and scripted agents; the Habitat plugin lives in ``envs/habitat*``
+(the only modules that import habitat, lazily). The recorder is in :mod:`habitat_eqarm.data`.
 
 Importing this package registers ``habitat_eqarm/EMEQA-v0`` with Gymnasium; the env's module is
 imported when the env is made. The names below are imported on first use.
@@ -14,7 +14,6 @@ from habitat_eqarm._lazy import lazy_exports
 if TYPE_CHECKING:
     from habitat_eqarm.envs.agents import ScriptedAgent
     from habitat_eqarm.envs.emeqa import ANSWER, CONTINUE, MODES, EMEQAEnv, load_episodes
-    from habitat_eqarm.envs.recorder import EpisodeMemoryRecorder
 
 #: The Gymnasium id of :class:`~habitat_eqarm.envs.emeqa.EMEQAEnv`.
 EMEQA_ID = "habitat_eqarm/EMEQA-v0"
@@ -28,7 +27,6 @@ __all__ = [
     "EMEQA_ID",
     "MODES",
     "EMEQAEnv",
-    "EpisodeMemoryRecorder",
     "ScriptedAgent",
     "load_episodes",
 ]

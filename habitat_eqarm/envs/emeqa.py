@@ -25,18 +25,13 @@ import numpy as np
 from gymnasium import spaces
 
 from habitat_eqarm.data.episode import EpisodeMemory
-from habitat_eqarm.data.schema import EQAInstance
+from habitat_eqarm.data.schema import EQAInstance, split_reasoning
 
 CONTINUE, ANSWER = 0, 1
 MODES = ("stream", "episodic")
 #: Characters allowed in answers and reasoning: printable ASCII plus Latin-1 letters.
 TEXT_CHARSET = frozenset(string.printable) | frozenset(chr(c) for c in range(0xA0, 0x180))
 MAX_QUESTION, MAX_ANSWER, MAX_REASONING = 1024, 1024, 8192
-
-
-def split_reasoning(text: str) -> list[str]:
-    """Reasoning text to steps: one per non-empty line."""
-    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 def load_episodes(

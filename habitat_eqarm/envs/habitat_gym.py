@@ -13,7 +13,7 @@ habitat's measures. The env's own reward is 0: wrap it with ``EQARMReward`` (or 
 ``eqarm_reward`` measure in the task config) for EQA-RM's.
 
 ``record_dir`` records every episode (rgb, depth, camera pose) with
-:class:`~habitat_eqarm.envs.recorder.EpisodeMemoryRecorder` in OpenEQA's folder layout.
+:class:`~habitat_eqarm.data.recorder.EpisodeMemoryRecorder` in OpenEQA's folder layout.
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ import numpy as np
 from gymnasium import spaces
 
 from habitat_eqarm.data.episode import DEPTH_UNITS_PER_METRE
+from habitat_eqarm.data.recorder import EpisodeMemoryRecorder
 from habitat_eqarm.envs import habitat_plugin
 from habitat_eqarm.envs.emeqa import MAX_ANSWER, MAX_QUESTION, MAX_REASONING, TEXT_CHARSET
 from habitat_eqarm.envs.habitat_task import EQARMAnswerAction, TextSpace
-from habitat_eqarm.envs.recorder import EpisodeMemoryRecorder
 
 
 def _gymnasium_space(name: str, space: Any, charset: frozenset[str]) -> gym.Space:

@@ -5,7 +5,7 @@ safely by :func:`habitat_eqarm.data.hm3d_states.load_agent_state`). We build one
 simulator for the episode's scene with an rgb and a depth camera of the recorded resolution,
 field of view and height, put the agent in each recorded state, and write rgb, depth (OpenEQA's
 HM3D convention: uint16, metres / 10 * 65535) and the camera pose through
-:class:`~habitat_eqarm.envs.recorder.EpisodeMemoryRecorder`, in OpenEQA's folder layout.
+:class:`~habitat_eqarm.data.recorder.EpisodeMemoryRecorder`, in OpenEQA's folder layout.
 Needs habitat-sim (conda); everything else here reads no scene.
 """
 
@@ -24,8 +24,8 @@ from habitat_eqarm.data.hm3d_states import (
     list_state_files,
     load_agent_state,
 )
+from habitat_eqarm.data.recorder import EpisodeMemoryRecorder
 from habitat_eqarm.envs.habitat_deps import missing_habitat_error
-from habitat_eqarm.envs.recorder import EpisodeMemoryRecorder
 
 try:
     import habitat_sim

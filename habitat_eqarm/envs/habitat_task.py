@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 
 from habitat_eqarm.data.openeqa import load_openeqa
-from habitat_eqarm.envs.emeqa import split_reasoning
+from habitat_eqarm.data.recorder import EpisodeMemoryRecorder
+from habitat_eqarm.data.schema import split_reasoning
 from habitat_eqarm.envs.habitat_deps import missing_habitat_error
-from habitat_eqarm.envs.recorder import EpisodeMemoryRecorder
 from habitat_eqarm.rewards.episode_scoring import (
     EpisodeState,
     RewardSetup,

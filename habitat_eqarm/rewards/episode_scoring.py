@@ -13,9 +13,8 @@ from typing import Any
 import numpy as np
 
 from habitat_eqarm.data.episode import EpisodeMemory
-from habitat_eqarm.data.schema import EQAInstance
-from habitat_eqarm.envs.emeqa import split_reasoning
-from habitat_eqarm.envs.recorder import EpisodeMemoryRecorder
+from habitat_eqarm.data.recorder import EpisodeMemoryRecorder
+from habitat_eqarm.data.schema import EQAInstance, split_reasoning
 from habitat_eqarm.rewards.model import EQARewardModel, Judgement
 
 FRAME_KEYS = ("frame", "frames", "rgb")

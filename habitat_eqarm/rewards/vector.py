@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
 
-from habitat_eqarm.envs.recorder import EpisodeMemoryRecorder
+from habitat_eqarm.data.recorder import EpisodeMemoryRecorder
 from habitat_eqarm.rewards.episode_scoring import (
     EpisodeState,
     FinishedEpisode,

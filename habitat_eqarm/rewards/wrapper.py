@@ -24,7 +24,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from habitat_eqarm.envs.recorder import EpisodeMemoryRecorder
+from habitat_eqarm.data.recorder import EpisodeMemoryRecorder
 from habitat_eqarm.rewards.episode_scoring import (
     EpisodeState,
     RewardSetup,

@@ -41,8 +41,8 @@ from trl import GRPOTrainer
 from habitat_eqarm.data.episode import EpisodeMemory
 from habitat_eqarm.data.io import atomic_path
 from habitat_eqarm.data.schema import EQAInstance
-from habitat_eqarm.rewards.prompts import REWARD_MODEL_PROMPT, build_messages, prompt_text
-from habitat_eqarm.training.augment import jumble_reasoning, mask_frames, non_identity_permutation
+from habitat_eqarm.rewards.prompts import REWARD_MODEL_PROMPT, build_messages
+from habitat_eqarm.training.augment import perturb_prompt
 from habitat_eqarm.training.cgrpo_config import CGRPOConfig
 from habitat_eqarm.training.checkpoints import ResumeWeights
 from habitat_eqarm.training.common import example_tokens, prepare_dataset, train_with_resume
@@ -161,48 +161,13 @@ class CGRPOTrainer(ResumeWeights, GRPOTrainer):
     # -- perturbations -------------------------------------------------------------------------
 
     def _perturb(self, condition: str, prompt: list[dict], row: dict[str, Any]) -> list | None:
-        """The prompt (images embedded) under ``condition``, or None if the contrast is inactive."""
+        """The prompt (images embedded) under ``condition``, or None if the contrast is inactive;
+        the perturbation is :data:`~habitat_eqarm.training.augment.PERTURBATIONS`' entry, drawn
+        from a seed shared by every process (run seed, step, question, condition)."""
         rng = np.random.default_rng(
             _draw_seed(self.args.seed, self.state.global_step, row["question_id"], condition)
         )
-        messages = [dict(m) for m in prompt]
-        user = next(i for i, m in enumerate(messages) if m["role"] == "user")
-        parts = [dict(p) for p in messages[user]["content"]]
-        image_slots = [i for i, p in enumerate(parts) if p.get("type") == "image"]
-        if condition == "temporal":
-            order = non_identity_permutation(len(image_slots), rng)
-            if order is None:
-                return None
-            images = [parts[i]["image"] for i in image_slots]
-            for slot, j in zip(image_slots, order, strict=True):
-                parts[slot] = {**parts[slot], "image": images[int(j)]}
-        elif condition == "spatial":
-            if not image_slots:
-                return None
-            from PIL import Image
-
-            frames = np.stack([np.asarray(parts[i]["image"].convert("RGB")) for i in image_slots])
-            masked = mask_frames(
-                frames,
-                rng,
-                fraction=self.args.mask_fraction,
-                patch=self.args.mask_patch,
-                value=self.args.mask_value,
-            )
-            for slot, frame in zip(image_slots, masked, strict=True):
-                parts[slot] = {**parts[slot], "image": Image.fromarray(frame)}
-        elif condition == "reasoning":
-            inst = EQAInstance.from_dict(json.loads(row["instance"]), where=row["question_id"])
-            steps = jumble_reasoning(inst.reasoning_steps, rng)
-            if steps is None:
-                return None
-            inst.reasoning_steps = steps
-            text = next(i for i, p in enumerate(parts) if p.get("type") == "text")
-            parts[text] = {**parts[text], "text": prompt_text(REWARD_MODEL_PROMPT, inst)}
-        else:
-            raise ValueError(f"unknown condition {condition!r}")
-        messages[user] = {**messages[user], "content": parts}
-        return messages
+        return perturb_prompt(condition, prompt, row, rng, self.args)
 
     # -- TRL hooks -----------------------------------------------------------------------------
 

@@ -15,9 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from habitat_eqarm.bench.evaluate import load_instances
 from habitat_eqarm.data.episode import EpisodeMemory
 from habitat_eqarm.data.io import atomic_write_text
+from habitat_eqarm.data.loading import load_instances
 from habitat_eqarm.data.schema import EQAInstance
 from habitat_eqarm.rewards.backends.hf import pixel_size
 

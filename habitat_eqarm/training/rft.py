@@ -20,11 +20,11 @@ from typing import Any
 
 from trl import SFTTrainer
 
-from habitat_eqarm.bench.evaluate import EvalSettings, SampleCache, sample_all
 from habitat_eqarm.data.episode import EpisodeMemory
 from habitat_eqarm.data.schema import EQAInstance
 from habitat_eqarm.rewards.model import Judgement
 from habitat_eqarm.rewards.prompts import REWARD_MODEL_PROMPT, build_messages
+from habitat_eqarm.rewards.sample_cache import EvalSettings, SampleCache, sample_all
 from habitat_eqarm.training.checkpoints import ResumeWeights
 from habitat_eqarm.training.common import example_tokens, prepare_dataset, train_with_resume
 from habitat_eqarm.training.rewards import eq1_correct, rejective_filter

@@ -2,17 +2,13 @@ import json
 
 import pytest
 
-from habitat_eqarm.bench.evaluate import (
-    EvalSettings,
-    SampleCache,
-    format_report,
-    load_instances,
-    score_report,
-)
+from habitat_eqarm.bench.evaluate import format_report, score_report
 from habitat_eqarm.bench.report import table_by_source
 from habitat_eqarm.cli.main import main
 from habitat_eqarm.data import EQAInstance, load_openeqa, to_dataset, write_jsonl
+from habitat_eqarm.data.loading import load_instances
 from habitat_eqarm.rewards.model import judgement_from_texts
+from habitat_eqarm.rewards.sample_cache import EvalSettings, SampleCache
 
 
 @pytest.fixture()

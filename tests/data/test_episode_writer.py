@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from habitat_eqarm.data.episode import EpisodeMemory, write_episode_folder
+from habitat_eqarm.data.recorder import EpisodeMemoryRecorder
 from habitat_eqarm.data.scannet import extract_sens
-from habitat_eqarm.envs.recorder import EpisodeMemoryRecorder
 from habitat_eqarm.testing.sens import synthetic_frames, write_sens
 
 

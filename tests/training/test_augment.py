@@ -63,3 +63,30 @@ def test_jumble_reasoning():
         jumbled = jumble_reasoning(steps, seed)
         assert sorted(jumbled) == sorted(steps) and jumbled != steps
     assert jumble_reasoning(["only one step"], 0) is None
+
+
+def chat_prompt(n_images=3):
+    from PIL import Image
+
+    images = [Image.fromarray(f) for f in frames(n_images, 32, 32)]
+    content = [*({"type": "image", "image": im} for im in images), {"type": "text", "text": "t"}]
+    return [{"role": "system", "content": "s"}, {"role": "user", "content": content}]
+
+
+def test_the_prompt_perturbations_are_a_table_keyed_by_condition():
+    from types import SimpleNamespace
+
+    from habitat_eqarm.training.augment import CONDITIONS, PERTURBATIONS, perturb_prompt
+
+    assert tuple(PERTURBATIONS) == CONDITIONS == ("temporal", "spatial", "reasoning")
+    args = SimpleNamespace(mask_fraction=0.15, mask_patch=16, mask_value=0.0)
+    prompt, row = chat_prompt(), {"question_id": "q", "instance": "{}"}
+    before = [np.asarray(p["image"]).tobytes() for p in prompt[1]["content"][:3]]
+    out = perturb_prompt("temporal", prompt, row, np.random.default_rng(0), args)
+    after = [np.asarray(p["image"]).tobytes() for p in out[1]["content"][:3]]
+    assert sorted(after) == sorted(before) and after != before
+    assert [np.asarray(p["image"]).tobytes() for p in prompt[1]["content"][:3]] == before
+    rng = np.random.default_rng(0)
+    assert perturb_prompt("temporal", chat_prompt(1), row, rng, args) is None  # inactive
+    with pytest.raises(ValueError, match="unknown condition 'colour'"):
+        perturb_prompt("colour", prompt, row, rng, args)

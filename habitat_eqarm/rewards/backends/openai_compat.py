@@ -45,6 +45,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import numpy as np
 
+from habitat_eqarm.data.io import cache_dir as default_cache_dir
 from habitat_eqarm.rewards.backends.base import (
     MAX_PIXELS,
     GenerationRequest,
@@ -169,8 +170,6 @@ class OpenAIBackend(RewardBackend):
         encode_frame(np.zeros((2, 2, 3), np.uint8), image_format)  # a bad format fails now
         self.extra_body = dict(extra_body or {})
         if cache:
-            from habitat_eqarm.cli.common import cache_dir as default_cache_dir
-
             root = Path(cache_dir) if cache_dir else default_cache_dir() / "responses"
             self.cache: ResponseCache | None = ResponseCache(root)
         else:

@@ -4,9 +4,9 @@ import random
 import pytest
 
 from habitat_eqarm.bench.builder.export import ExportConfig, run_export
-from habitat_eqarm.bench.evaluate import load_instances
 from habitat_eqarm.cli.main import main
 from habitat_eqarm.data import EQAInstance, load_openeqa, read_jsonl, write_jsonl
+from habitat_eqarm.data.loading import load_instances
 
 
 @pytest.fixture(scope="module")

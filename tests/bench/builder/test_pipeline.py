@@ -13,8 +13,8 @@ import json
 
 import pytest
 
-from habitat_eqarm.bench.evaluate import load_instances
 from habitat_eqarm.cli.main import main
+from habitat_eqarm.data.loading import load_instances
 
 from .pipeline import (
     check_generated,

@@ -1,8 +1,7 @@
 import numpy as np
 import pytest
 
-from habitat_eqarm.data import EpisodeMemory
-from habitat_eqarm.envs import EpisodeMemoryRecorder
+from habitat_eqarm.data import EpisodeMemory, EpisodeMemoryRecorder
 
 
 def frame(value, h=8, w=8):
