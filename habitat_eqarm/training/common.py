@@ -51,7 +51,7 @@ def prepare_dataset(
     stats.instances = len(instances)
     stats.skipped_no_gt_score = len(instances) - len(labelled)
     rows = make_rows(labelled)
-    processor = AutoProcessor.from_pretrained(cfg.model_name_or_path, use_fast=True)
+    processor = AutoProcessor.from_pretrained(cfg.model_name_or_path)
     processor.image_processor.size = pixel_size(cfg.max_pixels)  # TRL has no max_pixels option
     dataset = None
     if rows:

@@ -106,7 +106,7 @@ class VLLMBackend(RewardBackend):
         from transformers import AutoProcessor
 
         self.model_id = str(model)
-        self.processor = AutoProcessor.from_pretrained(self.model_id, use_fast=True)
+        self.processor = AutoProcessor.from_pretrained(self.model_id)
         self.llm = vllm.LLM(
             model=self.model_id,
             limit_mm_per_prompt={"image": max_images, "video": 1},
