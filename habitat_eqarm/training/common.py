@@ -20,6 +20,7 @@ from habitat_eqarm.data.io import atomic_write_text
 from habitat_eqarm.data.loading import load_instances
 from habitat_eqarm.data.schema import EQAInstance
 from habitat_eqarm.rewards.backends.hf import pixel_size
+from habitat_eqarm.rewards.backends.transformers_compat import fast_processor_kwargs
 
 Rows = list[dict[str, Any]]
 
@@ -51,7 +52,7 @@ def prepare_dataset(
     stats.instances = len(instances)
     stats.skipped_no_gt_score = len(instances) - len(labelled)
     rows = make_rows(labelled)
-    processor = AutoProcessor.from_pretrained(cfg.model_name_or_path, use_fast=True)
+    processor = AutoProcessor.from_pretrained(cfg.model_name_or_path, **fast_processor_kwargs())
     processor.image_processor.size = pixel_size(cfg.max_pixels)  # TRL has no max_pixels option
     dataset = None
     if rows:

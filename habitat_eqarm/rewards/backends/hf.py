@@ -45,6 +45,7 @@ from habitat_eqarm.rewards.backends.cpu_memory import retain_cpu_memory
 from habitat_eqarm.rewards.backends.sampling import NucleusSampler
 from habitat_eqarm.rewards.backends.transformers_compat import (
     cache_argument,
+    fast_processor_kwargs,
     init_cache_of_layers,
     linear_patch_embed,
     repeat_rope_deltas,
@@ -214,8 +215,7 @@ class HFBackend(RewardBackend):
             retain_memory = self.device.type == "cpu"
         self.retains_memory = bool(retain_memory) and retain_cpu_memory()
         self.max_pixels = int(max_pixels)
-        # the fast image processor is transformers 5's default; early 5.x warn unless asked
-        self.processor = AutoProcessor.from_pretrained(self.model_id, use_fast=True)
+        self.processor = AutoProcessor.from_pretrained(self.model_id, **fast_processor_kwargs())
         self.processor.tokenizer.padding_side = "left"  # generation continues on the right
         self.model = AutoModelForImageTextToText.from_pretrained(
             self.model_id, dtype=self.dtype, **load_kwargs

@@ -44,6 +44,16 @@ def cache_argument(model: torch.nn.Module) -> str:
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
+def fast_processor_kwargs() -> dict[str, Any]:
+    """``AutoProcessor.from_pretrained`` arguments that pick the fast (torchvision) image processor
+    without a warning: none where transformers resolves the image ``backend`` itself (it picks
+    torchvision when installed, and 5.24 deprecates ``use_fast``; passing ``backend`` would also
+    reach the tokenizer), ``use_fast=True`` in the 5.x releases before (they warn unless asked)."""
+    from transformers.models.auto import image_processing_auto
+
+    return {} if hasattr(image_processing_auto, "_resolve_backend") else {"use_fast": True}
+
+
 def init_cache_of_layers(cache: Cache, make_layer: Callable[[], DynamicLayer]) -> None:
     """Initialise ``cache`` (a ``DynamicCache`` subclass) to grow one ``make_layer()`` per layer:
     ``DynamicCache.__init__`` always builds plain ``DynamicLayer``\\ s, so we call ``Cache``'s."""

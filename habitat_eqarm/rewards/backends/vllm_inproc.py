@@ -105,8 +105,10 @@ class VLLMBackend(RewardBackend):
         import vllm
         from transformers import AutoProcessor
 
+        from habitat_eqarm.rewards.backends.transformers_compat import fast_processor_kwargs
+
         self.model_id = str(model)
-        self.processor = AutoProcessor.from_pretrained(self.model_id, use_fast=True)
+        self.processor = AutoProcessor.from_pretrained(self.model_id, **fast_processor_kwargs())
         self.llm = vllm.LLM(
             model=self.model_id,
             limit_mm_per_prompt={"image": max_images, "video": 1},

@@ -109,3 +109,27 @@ def test_a_model_without_our_shapes_is_named_with_the_version():
     with pytest.raises(TransformersChanged, match=CHANGED) as err:
         compat.check_model(torch.nn.Linear(2, 2))
     assert "Linear" in str(err.value)
+
+
+def test_the_fast_processor_is_picked_without_a_deprecation(tmp_path):
+    import logging
+
+    from transformers import AutoProcessor
+    from transformers.utils import logging as hf_logging
+
+    from habitat_eqarm.testing.tiny_model import make_processor
+
+    make_processor(0).save_pretrained(tmp_path)
+    hf_logging.warning_once.cache_clear()
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append
+    logger = logging.getLogger("transformers")
+    logger.addHandler(handler)
+    try:
+        processor = AutoProcessor.from_pretrained(tmp_path, **compat.fast_processor_kwargs())
+    finally:
+        logger.removeHandler(handler)
+    assert [r.getMessage() for r in records if "deprecated" in r.getMessage()] == []
+    assert getattr(processor.image_processor, "backend", "torchvision") == "torchvision"
+    assert getattr(processor.tokenizer, "backend", "tokenizers") == "tokenizers"
