@@ -40,6 +40,7 @@ from habitat_eqarm.rewards.episode_scoring import (
     score_finished,
     unanswered,
 )
+from habitat_eqarm.rewards.gymnasium_compat import add_env_info
 from habitat_eqarm.rewards.model import EQARewardModel
 
 
@@ -180,7 +181,7 @@ class EQARMVectorReward(VectorWrapper):
         self._deliver_async(rewards, details, wait=False)
         for i, detail in enumerate(details):
             if detail is not None:  # Gymnasium's layout: a dict of arrays with "_" masks
-                infos = VectorEnv._add_info(self, dict(infos), {"eqarm": detail}, i)
+                infos = add_env_info(self, dict(infos), {"eqarm": detail}, i)
         return obs, rewards, terminated, truncated, infos
 
     def flush(self) -> tuple[np.ndarray, list[dict | None]]:

@@ -36,7 +36,6 @@ from typing import Any
 import numpy as np
 import torch
 from transformers import TrainerCallback
-from trl import GRPOTrainer
 
 from habitat_eqarm.data.episode import EpisodeMemory
 from habitat_eqarm.data.io import atomic_path
@@ -51,6 +50,14 @@ from habitat_eqarm.training.rewards import (
     FormatReward,
     cgrpo_terms,
     completion_score,
+)
+from habitat_eqarm.training.trl_compat import (
+    GRPOHooks,
+    add_reward_columns,
+    completions_of,
+    first_rows,
+    log_metric,
+    own_reward_names,
 )
 
 MALFORMED = -1.0  # a score slot of a malformed evaluation; NaN marks an inactive contrast
@@ -135,7 +142,7 @@ def _draw_seed(*parts: Any) -> int:
     return int.from_bytes(digest[:8], "little")
 
 
-class CGRPOTrainer(ResumeWeights, GRPOTrainer):
+class CGRPOTrainer(ResumeWeights, GRPOHooks):
     """TRL's ``GRPOTrainer`` with C-GRPO's contrasts (see the module doc)."""
 
     def __init__(self, model: Any, args: CGRPOConfig, **kwargs: Any) -> None:
@@ -148,10 +155,9 @@ class CGRPOTrainer(ResumeWeights, GRPOTrainer):
         )
         self.contrasts = args.contrasts
         # Eq. 5: accuracy + format + (R^t + R^s + R^r) / 3; the boost columns are appended by
-        # _calculate_rewards (TRL appends environment reward columns the same way)
-        self.reward_func_names.extend(f"boost_{c}" for c in self.contrasts)
+        # calculate_rewards
         boost_weights = torch.full((len(self.contrasts),), 1.0 / 3.0)
-        self.reward_weights = torch.cat([self.reward_weights, boost_weights])
+        add_reward_columns(self, [f"boost_{c}" for c in self.contrasts], boost_weights)
         self._pending_inputs: list[dict[str, Any]] | None = None
         self._perturbed_scores: torch.Tensor | None = None
         # (rows, contrasts) scores of the last step's perturbed evaluations, NaN where inactive
@@ -169,21 +175,22 @@ class CGRPOTrainer(ResumeWeights, GRPOTrainer):
         )
         return perturb_prompt(condition, prompt, row, rng, self.args)
 
-    # -- TRL hooks -----------------------------------------------------------------------------
+    # -- TRL hooks (see trl_compat) -------------------------------------------------------------
 
-    def _generate_and_score_completions(self, inputs):
+    def generate_and_score_completions(self, inputs):
+        """TRL's rollout step, with this batch's rows at hand for :meth:`generate_completions`."""
         self._pending_inputs = inputs if self.model.training and self.contrasts else None
         try:
-            return super()._generate_and_score_completions(inputs)
+            return super().generate_and_score_completions(inputs)
         finally:
             self._pending_inputs = None
             self._perturbed_scores = None
 
-    def _generate(self, prompts: list):
+    def generate_completions(self, prompts: list):
         """Sample the original prompts and every active perturbation of them in one call."""
         rows = self._pending_inputs
         if rows is None:
-            return super()._generate(prompts)
+            return super().generate_completions(prompts)
         start = time.perf_counter()
         extra, owners = [], []  # owners[k] = (contrast index, row index) of extra[k]
         inactive = Counter()
@@ -197,31 +204,20 @@ class CGRPOTrainer(ResumeWeights, GRPOTrainer):
                 owners.append((j, i))
         self.perturb_seconds += time.perf_counter() - start
         for condition in self.contrasts:  # share of this step's rows without that contrast
-            self._metrics["train"][f"cgrpo/inactive_{condition}"].append(
-                inactive[condition] / len(prompts)
-            )
-        out = list(super()._generate(prompts + extra))
-        completions = out[3]
+            log_metric(self, f"cgrpo/inactive_{condition}", inactive[condition] / len(prompts))
+        out = super().generate_completions(prompts + extra)
+        completions = completions_of(out)
         scores = torch.full((len(prompts), len(self.contrasts)), float("nan"))
         for (j, i), completion in zip(owners, completions[len(prompts) :], strict=True):
             score = completion_score(completion)
             scores[i, j] = MALFORMED if score is None else float(score)
         self._perturbed_scores = self.last_perturbed_scores = scores
-        # prompt_ids, completion_ids, tool_mask, completions, logprobs, extra_fields, images,
-        # tool_images: keep the originals; extra_fields is a dict and stays as it is
-        n = len(prompts)
-        return tuple(
-            v[:n] if isinstance(v, list | tuple) and len(v) == len(prompts) + len(extra) else v
-            for v in out
-        )
+        return first_rows(out, len(prompts), len(prompts) + len(extra))  # the originals only
 
-    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
-        names = self.reward_func_names  # TRL pairs its reward functions with the first names
-        self.reward_func_names = names[: len(self.reward_funcs)]
-        try:
-            rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
-        finally:
-            self.reward_func_names = names
+    def calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        """TRL's accuracy and format columns, then one boost column per contrast (Eq. 4)."""
+        with own_reward_names(self):
+            rewards = super().calculate_rewards(inputs, prompts, completions, completion_ids_list)
         if not self.contrasts:
             return rewards
         device = rewards.device
@@ -261,7 +257,7 @@ class CGRPOTrainer(ResumeWeights, GRPOTrainer):
                 group_means[c].append(mean)
         for c, means in group_means.items():
             if means:
-                self._metrics["train"][f"cgrpo/mean_accuracy_{c}"].append(sum(means) / len(means))
+                log_metric(self, f"cgrpo/mean_accuracy_{c}", sum(means) / len(means))
         return torch.cat([rewards, boosts.to(device)], dim=1)
 
 

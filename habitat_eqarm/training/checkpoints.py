@@ -20,6 +20,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from habitat_eqarm.data.io import atomic_write_text
+from habitat_eqarm.rewards.backends.transformers_compat import CheckpointLoadHook
 
 MARKER = "COMPLETE"
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
@@ -48,11 +49,11 @@ def last_complete_checkpoint(output_dir: str | os.PathLike[str]) -> str | None:
     return str(max(found)[1]) if found else None
 
 
-class ResumeWeights:
+class ResumeWeights(CheckpointLoadHook):
     """Trainer mixin: resuming loads every weight of the checkpoint, key names mapped."""
 
-    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
-        super()._load_from_checkpoint(resume_from_checkpoint, model)
+    def after_checkpoint_load(self, resume_from_checkpoint, model=None):
+        """Load the checkpoint again through ``from_pretrained``, which maps the key names."""
         if getattr(self, "is_deepspeed_enabled", False) or getattr(self, "is_fsdp_enabled", False):
             return  # those load their own sharded checkpoints
         target = self.accelerator.unwrap_model(model if model is not None else self.model)

@@ -23,16 +23,14 @@ The attention sees the same values, so the tokens are bitwise those of the defau
 
 from __future__ import annotations
 
-import inspect
 import time
-import types
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from transformers import LogitsProcessorList
-from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
+from transformers.cache_utils import DynamicCache, DynamicLayer
 
 from habitat_eqarm.rewards.backends.base import (
     MAX_PIXELS,
@@ -45,18 +43,15 @@ from habitat_eqarm.rewards.backends.base import (
 )
 from habitat_eqarm.rewards.backends.cpu_memory import retain_cpu_memory
 from habitat_eqarm.rewards.backends.sampling import NucleusSampler
+from habitat_eqarm.rewards.backends.transformers_compat import (
+    cache_argument,
+    init_cache_of_layers,
+    linear_patch_embed,
+    repeat_rope_deltas,
+)
 
 #: Model types whose cached continuation we verified to match plain generation.
 SHARED_PREFILL_MODEL_TYPES = ("qwen2_vl", "qwen2_5_vl")
-
-
-def cache_argument(model: torch.nn.Module) -> str:
-    """The name under which ``model`` takes and returns its KV cache.
-
-    ``cache`` in current transformers (5.24 deprecates ``past_key_values`` with a FutureWarning
-    and a logged warning on every run), ``past_key_values`` in the 5.x releases before it.
-    """
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
 def pick_device(device: str | None = None) -> torch.device:
@@ -75,41 +70,6 @@ def pick_dtype(device: torch.device, dtype: str | torch.dtype | None = None) -> 
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.bfloat16
     return torch.float32
-
-
-def _patch_embed_as_linear(self: torch.nn.Module, hidden_states: torch.Tensor) -> torch.Tensor:
-    """A kernel-equals-stride Conv3d patch embedding as ``patches @ weight.view(out, -1).T``."""
-    proj = self.proj  # read per call: follows .to() moves and deep copies
-    weight = proj.weight.reshape(proj.out_channels, -1)
-    flat = hidden_states.reshape(-1, weight.shape[1]).to(dtype=weight.dtype)
-    return torch.nn.functional.linear(flat, weight, proj.bias)
-
-
-def linear_patch_embed(model: torch.nn.Module) -> bool:
-    """Run the vision tower's patch embedding as the matrix product it is; True if done.
-
-    Qwen2-VL's processor cuts each frame into flattened patches of ``channels x t x p x p``
-    values, and the tower embeds them with a ``Conv3d`` whose kernel equals its stride: one
-    output per patch, i.e. ``patches @ weight.view(out, -1).T``. The convolution kernel is
-    several times slower than that product on CPU (55 vs 14 ms for the 15,840 patches of
-    8 x 5 frames at 320x240 in the benchmark's tiny model; vLLM also runs this layer as a
-    linear). The forward method of the one module instance is replaced (a bound method, so a
-    deep copy of the model keeps it, on its own weights); the weight is shared, not copied, so
-    the checkpoint and its state dict are unchanged. Hooks on ``proj`` itself no longer run,
-    which is why this is for inference (the backend), not for training under DeepSpeed ZeRO-3
-    or offloading. Models without such a layer are left alone.
-    """
-    embed = getattr(getattr(getattr(model, "model", model), "visual", None), "patch_embed", None)
-    proj = getattr(embed, "proj", None)
-    if not (
-        isinstance(proj, torch.nn.Conv3d)
-        and tuple(proj.kernel_size) == tuple(proj.stride)
-        and tuple(proj.padding) == (0, 0, 0)
-        and proj.groups == 1
-    ):
-        return False
-    embed.forward = types.MethodType(_patch_embed_as_linear, embed)
-    return True
 
 
 class PreallocatedLayer(DynamicLayer):
@@ -173,7 +133,7 @@ class PreallocatedCache(DynamicCache):
     """
 
     def __init__(self, headroom: int) -> None:
-        Cache.__init__(self, layer_class_to_replicate=lambda: PreallocatedLayer(headroom))
+        init_cache_of_layers(self, lambda: PreallocatedLayer(headroom))
 
 
 SEQUENCE_INPUTS = ("input_ids", "attention_mask", "mm_token_type_ids")
@@ -220,7 +180,7 @@ class HFBackend(RewardBackend):
     batches of text-only requests always decode plainly.
     ``preallocate_cache``: decode into a :class:`PreallocatedCache` (same auto rule).
     ``fast_patch_embed``: run the vision patch embedding as a matrix product
-    (:func:`linear_patch_embed`).
+    (:func:`.transformers_compat.linear_patch_embed`).
     ``retain_memory``: on CPU, keep large allocations in the heap rather than page-faulting
     them afresh each batch (:func:`.cpu_memory.retain_cpu_memory`, process-wide); None: on
     when the device is the CPU.
@@ -359,10 +319,9 @@ class HFBackend(RewardBackend):
             **prefill_inputs, use_cache=True, logits_to_keep=1, **self.new_cache(params)
         )
         cache = prefill[self.cache_argument]
-        inner = self.model.model
         if k > 1:
             cache.batch_repeat_interleave(k)
-            inner.rope_deltas = inner.rope_deltas.repeat_interleave(k, dim=0)
+            repeat_rope_deltas(self.model, k)
             cont = {name: value.repeat_interleave(k, dim=0) for name, value in cont.items()}
         out = self.model.generate(**cont, **{self.cache_argument: cache}, **sampling)
         return out[:, cont["input_ids"].shape[1] :]
