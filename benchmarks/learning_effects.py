@@ -25,6 +25,7 @@ from pathlib import Path
 from habitat_eqarm.data import read_jsonl
 from habitat_eqarm.testing import make_tiny_model
 from habitat_eqarm.testing.learning import (
+    CONTROL,
     cgrpo_config,
     format_valid_rate,
     inverted_labels,
@@ -36,7 +37,7 @@ from habitat_eqarm.training.cgrpo import train_cgrpo
 from habitat_eqarm.training.rft import train_rft
 
 RUNS = {
-    "control": dict(learning_rate=0.0),
+    "control": CONTROL,
     "cgrpo": {},
     "grpo": dict(temporal=False, spatial=False, reasoning=False),
 }

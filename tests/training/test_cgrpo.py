@@ -10,7 +10,7 @@ from trl import GRPOTrainer
 from trl.data_utils import prepare_multimodal_messages
 
 from habitat_eqarm.data import read_jsonl, write_jsonl
-from habitat_eqarm.testing.learning import CGRPO_TOY, cgrpo_config, inverted_labels, late_accuracy
+from habitat_eqarm.testing.learning import CONTROL, cgrpo_config, inverted_labels, late_accuracy
 from habitat_eqarm.training.cgrpo import CGRPOTrainer, prepare, train_cgrpo, write_curves
 from habitat_eqarm.training.cgrpo_config import CGRPOConfig
 from habitat_eqarm.training.rewards import (
@@ -227,8 +227,8 @@ def test_cgrpo_raises_accuracy_over_an_lr0_control_and_every_part_learns(
     data = inverted_labels(toy_set[0], tmp_path / "inverted.jsonl")
     start_model = rft_run.output_dir
     runs = {}
-    for name, lr in (("control", 0.0), ("cgrpo", CGRPO_TOY["learning_rate"])):
-        cfg = cgrpo_config(tmp_path / name, start_model, data, learning_rate=lr)
+    for name, kw in (("control", CONTROL), ("cgrpo", {})):
+        cfg = cgrpo_config(tmp_path / name, start_model, data, **kw)
         runs[name] = (cfg, train_cgrpo(cfg))
     late = {name: late_accuracy(t.state.log_history) for name, (_, t) in runs.items()}
     assert late["cgrpo"] - late["control"] >= CGRPO_MIN_EFFECT, late
