@@ -67,7 +67,7 @@ def test_instances_without_gt_score_or_frames_are_skipped_and_counted(
 
 
 # Half the smallest rise of the well-formed rate over 5 seeds (docs/testing.md, "RFT").
-RFT_MIN_EFFECT = 0.4  # 5 seeds: 0.81 to 1.00
+RFT_MIN_EFFECT = 0.4  # 10 seeds: 0.81 to 1.00
 
 
 @pytest.mark.slow
