@@ -186,7 +186,15 @@ def test_the_review_command_serves_until_interrupted(judged, tmp_path):
     path, rows = judged
     command = [sys.executable, "-m", "habitat_eqarm.cli.main", "bench", "review"]
     command += ["--data", str(path), "--port", "0", "--name", "ann"]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # A shell without job control starts background jobs with SIGINT ignored, and Python then
+    # installs no KeyboardInterrupt handler: give the server Ctrl+C's default, as a terminal does.
+    proc = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         lines = [proc.stdout.readline(), proc.stdout.readline()]
         assert lines[0].startswith("ann: 0 of 4 items decided")
