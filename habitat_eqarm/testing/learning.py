@@ -110,11 +110,8 @@ def cgrpo_config(out: str | Path, start_model: str | Path, data: str | Path, **k
 
 def late_accuracy(log_history: list[dict[str, Any]]) -> float:
     """Mean Eq. 3 accuracy reward of the logged steps in the second half of a run."""
-    values = [
-        e["rewards/accuracy_reward/mean"]
-        for e in log_history
-        if "step" in e and ("rewards/accuracy_reward/mean" in e)
-    ]
+    key = "rewards/accuracy_reward/mean"
+    values = [e[key] for e in log_history if "step" in e and key in e]
     if len(values) < 2:
         raise ValueError(f"need at least 2 logged steps with an accuracy reward, got {len(values)}")
     late = values[len(values) // 2 :]

@@ -109,15 +109,10 @@ def test_vector_env_without_frames_is_refused(counted_rm):
     venv.close()
 
 
-def test_episodic_vector_env_scores_each_keyframe_the_agent_saw_once(openeqa_dir, counted_rm):
-    received = []
-    real = counted_rm.backend.generate
-
-    def spy(requests, params):
-        received.extend(np.asarray(request.frames) for request in requests)
-        return real(requests, params)
-
-    counted_rm.backend.generate = spy
+def test_episodic_vector_env_scores_each_keyframe_the_agent_saw_once(
+    openeqa_dir, counted_rm, record_frames
+):
+    received = record_frames(counted_rm)
     venv = gym.make_vec(
         "habitat_eqarm/EMEQA-v0",
         num_envs=2,

@@ -169,17 +169,9 @@ def test_spec_stays_serialisable(tiny_model_path):
 
 
 @pytest.fixture()
-def frames_received(tiny_rm):
+def frames_received(tiny_rm, record_frames):
     """The frames each request to the reward model's backend carried (the calls still run)."""
-    received = []
-    real = tiny_rm.backend.generate
-
-    def spy(requests, params):
-        received.extend(np.asarray(request.frames) for request in requests)
-        return real(requests, params)
-
-    tiny_rm.backend.generate = spy
-    yield received
+    yield record_frames(tiny_rm)
     del tiny_rm.backend.generate
 
 
