@@ -97,3 +97,49 @@ def aggregate_scores(scores: Sequence[float | None], method: str = "mean") -> fl
     top = max(counts.values())
     tied = [value for value, count in counts.items() if count == top]
     return sum(tied) / len(tied)
+
+
+# The generator (agent) output format, eqarm-gen-v1: reasoning steps, then one answer.
+
+
+@dataclass(frozen=True)
+class ParsedResponse:
+    """A generator output: its reasoning steps, answer, and whether it kept the format.
+
+    ``format_ok``: exactly ``<reasoning_trace>`` of non-empty ``<think>`` blocks, then one
+    non-empty ``<predicted_answer>``, nothing else. ``usable``: at least one step and an
+    answer could be read, even if the format was not kept exactly.
+    """
+
+    steps: list[str]
+    answer: str | None
+    format_ok: bool
+
+    @property
+    def usable(self) -> bool:
+        """Whether the response has both reasoning steps and an answer."""
+        return bool(self.steps) and bool(self.answer)
+
+
+_GEN_STRICT = re.compile(
+    r"\A\s*<reasoning_trace>(?P<trace>.*?)</reasoning_trace>\s*"
+    r"<predicted_answer>(?P<answer>.*?)</predicted_answer>\s*\Z",
+    re.DOTALL,
+)
+_THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
+_ANSWER = re.compile(r"<predicted_answer>(.*?)</predicted_answer>", re.DOTALL)
+_TAG = re.compile(r"</?(think|reasoning_trace|predicted_answer)>")
+
+
+def parse_response(text: str) -> ParsedResponse:
+    """Read a generator output (the format of the ``eqarm-gen-v1`` prompt); never raises."""
+    steps = [s.strip() for s in _THINK.findall(text) if s.strip() and not _TAG.search(s)]
+    answers = [a.strip() for a in _ANSWER.findall(text) if a.strip() and not _TAG.search(a)]
+    answer = answers[-1] if len(answers) == 1 else None
+    match = _GEN_STRICT.match(text)
+    format_ok = False
+    if match and answer and steps:
+        blocks = _THINK.findall(match["trace"])
+        between = _THINK.sub("", match["trace"]).strip()
+        format_ok = not between and len(blocks) == len(steps) and match["answer"].strip() == answer
+    return ParsedResponse(steps, answer, format_ok)

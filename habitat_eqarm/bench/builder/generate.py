@@ -14,7 +14,6 @@ reported in ``<out>.report.json``.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +33,10 @@ from habitat_eqarm.bench.builder.textmatch import answers_match
 from habitat_eqarm.data.openeqa import find_openeqa_dir, load_openeqa
 from habitat_eqarm.data.schema import SOURCES, EQAInstance, response_id
 from habitat_eqarm.rewards.backends.base import GenerationRequest
+from habitat_eqarm.rewards.parsing import ParsedResponse, parse_response
 from habitat_eqarm.rewards.prompts import GENERATOR_PROMPT, build_messages
+
+__all__ = ["GenerateConfig", "ParsedResponse", "parse_response", "run_generate"]
 
 WRONG_ANSWER_POLICIES = ("adaptive", "alternate", "none")
 
@@ -72,49 +74,6 @@ class GenerateConfig:
     max_attempts: int = field(default=2, metadata={"help": "tries per malformed response"})
     batch_size: int = field(default=4, metadata={"help": "questions per backend call"})
     seed: int = 0
-
-
-@dataclass(frozen=True)
-class ParsedResponse:
-    """A generator output: its reasoning steps, answer, and whether it kept the format.
-
-    ``format_ok``: exactly ``<reasoning_trace>`` of non-empty ``<think>`` blocks, then one
-    non-empty ``<predicted_answer>``, nothing else. ``usable``: at least one step and an
-    answer could be read, even if the format was not kept exactly.
-    """
-
-    steps: list[str]
-    answer: str | None
-    format_ok: bool
-
-    @property
-    def usable(self) -> bool:
-        """Whether the response has both reasoning steps and an answer."""
-        return bool(self.steps) and bool(self.answer)
-
-
-_STRICT = re.compile(
-    r"\A\s*<reasoning_trace>(?P<trace>.*?)</reasoning_trace>\s*"
-    r"<predicted_answer>(?P<answer>.*?)</predicted_answer>\s*\Z",
-    re.DOTALL,
-)
-_THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
-_ANSWER = re.compile(r"<predicted_answer>(.*?)</predicted_answer>", re.DOTALL)
-_TAG = re.compile(r"</?(think|reasoning_trace|predicted_answer)>")
-
-
-def parse_response(text: str) -> ParsedResponse:
-    """Read a generator output (the format of the ``eqarm-gen-v1`` prompt); never raises."""
-    steps = [s.strip() for s in _THINK.findall(text) if s.strip() and not _TAG.search(s)]
-    answers = [a.strip() for a in _ANSWER.findall(text) if a.strip() and not _TAG.search(a)]
-    answer = answers[-1] if len(answers) == 1 else None
-    match = _STRICT.match(text)
-    format_ok = False
-    if match and answer and steps:
-        blocks = _THINK.findall(match["trace"])
-        between = _THINK.sub("", match["trace"]).strip()
-        format_ok = not between and len(blocks) == len(steps) and match["answer"].strip() == answer
-    return ParsedResponse(steps, answer, format_ok)
 
 
 def wants_wrong_answer(policy: str, n: int, previous_matches: Sequence[bool | None]) -> bool:
