@@ -30,12 +30,14 @@ from habitat_eqarm.testing.learning import (
     format_valid_rate,
     inverted_labels,
     late_accuracy,
+    opposite_extreme_labels,
     rft_config,
 )
 from habitat_eqarm.testing.toy import make_toy_rft_set
 from habitat_eqarm.training.cgrpo import train_cgrpo
 from habitat_eqarm.training.rft import train_rft
 
+TOYS = {"inverted": inverted_labels, "extreme": opposite_extreme_labels}
 RUNS = {
     "control": CONTROL,
     "cgrpo": {},
@@ -84,12 +86,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--out", type=Path, default=None, help="keep the runs here")
+    parser.add_argument(
+        "--toy", choices=sorted(TOYS), default="inverted", help="C-GRPO labels (module doc)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = args.out or Path(tmp)
         root.mkdir(parents=True, exist_ok=True)
         toy = make_toy_rft_set(root / "toy")
-        data = inverted_labels(toy[0], root / "inverted.jsonl")
+        data = TOYS[args.toy](toy[0], root / f"{args.toy}.jsonl")
         rows = [one_seed(root, seed, toy, data) for seed in args.seeds]
     print(table(rows))
     summary = {
@@ -100,7 +105,7 @@ def main() -> None:
         }
         for key in ("rft_effect", "cgrpo_effect", "grpo_effect", "cgrpo_minus_grpo")
     }
-    print(json.dumps({"seeds": args.seeds, "summary": summary, "rows": rows}))
+    print(json.dumps({"toy": args.toy, "seeds": args.seeds, "summary": summary, "rows": rows}))
 
 
 if __name__ == "__main__":

@@ -91,6 +91,20 @@ def inverted_labels(instances_path: str | Path, out_path: str | Path) -> Path:
     return write_jsonl(out_path, instances)
 
 
+def opposite_extreme_labels(instances_path: str | Path, out_path: str | Path) -> Path:
+    """The toy instances with ``gt_score`` sent to the opposite extreme: 0 where RFT taught a high
+    score (``gt_score >= 5``), 10 where it taught a low one (the contrast toy, see the module doc).
+    """
+    from habitat_eqarm.data import read_jsonl, write_jsonl
+
+    instances = read_jsonl(instances_path)
+    for inst in instances:
+        if inst.gt_score is None:
+            raise ValueError(f"{instances_path}: {inst.question_id} has no gt_score to move")
+        inst.gt_score = 0 if inst.gt_score >= 5 else 10
+    return write_jsonl(out_path, instances)
+
+
 def cgrpo_config(out: str | Path, start_model: str | Path, data: str | Path, **kw: Any):
     """The toy C-GRPO run's ``CGRPOConfig``; ``kw`` overrides (``seed``, ``learning_rate``,
     ``temporal=False`` ...)."""
