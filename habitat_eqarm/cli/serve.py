@@ -42,6 +42,16 @@ class ServeConfig:
         default_factory=list,
         metadata={"help": "folders whose episodes /v1/score may read by path (default: none)"},
     )
+    episode_store: str | None = field(
+        default=None,
+        metadata={"help": "folder resolving episode references (<eqarm_ref> tags, episode_id)"},
+    )
+    memo_size: int = field(
+        default=4096, metadata={"help": "seeded /v1/score judgements remembered (0: off)"}
+    )
+    replicas: int = field(
+        default=1, metadata={"help": "backend replicas behind the one app, dealt requests in turn"}
+    )
     inject_faults: str = field(
         default="", metadata={"help": "testing: answer requests with errors, e.g. '429:2,500:1'"}
     )
@@ -112,6 +122,9 @@ def bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Accepted connections inherit this: small JSON answers leave at once instead of waiting
+    # for the client's delayed ACK (Nagle), which cost ~40 ms per keep-alive request.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind((host, port))
     sock.listen(2048)  # connections queue until the app is up, instead of being refused
     return sock
@@ -129,7 +142,10 @@ def main(cfg: ServeConfig) -> int:
             f"WARNING: listening on {cfg.host} without a token: anyone who can reach this "
             "address can use the model. Pass --token_env NAME (or --token)."
         )
-    model = load_reward_model(cfg)
+    if cfg.replicas < 1:
+        raise ValueError(f"--replicas must be at least 1, got {cfg.replicas}")
+    models = [load_reward_model(cfg) for _ in range(cfg.replicas)]
+    model = models[0]
     settings = ServerSettings(
         served_model_name=cfg.served_model_name or model.name,
         token=token,
@@ -139,15 +155,17 @@ def main(cfg: ServeConfig) -> int:
         fault_endpoint=cfg.fault_endpoint,
         data_roots=list(cfg.data_root),
         max_body_mb=cfg.max_body_mb,
+        episode_store=cfg.episode_store,
+        memo_size=cfg.memo_size,
     )
-    app = create_app(model, settings)
+    app = create_app(models, settings)
     sock = bind(cfg.host, cfg.port)
     host, port = sock.getsockname()[:2]
     if cfg.port_file:
         atomic_write_text(cfg.port_file, json.dumps({"host": host, "port": port}))
     print(
         f"eqarm serve: {settings.served_model_name!r} on http://{host}:{port}/v1 "
-        f"(max_batch {cfg.max_batch}, max_wait {cfg.max_wait_ms} ms, "
+        f"(replicas {cfg.replicas}, max_batch {cfg.max_batch}, max_wait {cfg.max_wait_ms} ms, "
         f"token {'required' if token else 'off'})",
         flush=True,
     )

@@ -8,7 +8,7 @@ from habitat_eqarm.data import EpisodeMemory
 from habitat_eqarm.rewards.backends.base import GenerationResult, RewardBackend
 from habitat_eqarm.rewards.backends.chat_format import encode_frame
 from habitat_eqarm.rewards.model import EQARewardModel, Judgement
-from habitat_eqarm.serve import app as app_module
+from habitat_eqarm.serve import scoring as scoring_module
 from habitat_eqarm.serve.app import ServerSettings, create_app
 
 SERVED = "served-name"
@@ -44,7 +44,7 @@ def test_score_is_the_models_score_and_opens_each_episode_once(served, monkeypat
     opened = []
     real = EpisodeMemory.from_path
     monkeypatch.setattr(
-        app_module.EpisodeMemory, "from_path", lambda path: opened.append(path) or real(path)
+        scoring_module.EpisodeMemory, "from_path", lambda path: opened.append(path) or real(path)
     )
     r = client.post("/v1/score", json={"instances": instances, "k": 2, "aggregate": "majority"})
     assert r.status_code == 200, r.text
