@@ -64,7 +64,9 @@ def eqarm_server(tiny_model_path, synthetic_folder, tmp_path_factory):
     """A real `eqarm serve` of the tiny model in a subprocess on loopback, shared by the session.
 
     It needs a bearer token (``eqarm_server.token``), has the fault endpoint on, may read
-    episodes under the synthetic episode's folder, and logs to ``eqarm_server.log_path``.
+    episodes under the synthetic episode's folder, resolves episode references against
+    ``eqarm_server.episode_store`` (the synthetic episode under its id, keyframes put by
+    hash), and logs to ``eqarm_server.log_path``.
     Tests that change its fault plan reset it; tests that count requests use differences.
     """
     import secrets
@@ -75,7 +77,13 @@ def eqarm_server(tiny_model_path, synthetic_folder, tmp_path_factory):
     data_root = synthetic_folder[1][0].episode_path
     args = ["--fault_endpoint", "true", "--max_batch", "8", "--max_wait_ms", "50"]
     args += ["--data_root", str(Path(data_root).parent)]
+    store = folder / "episode_store"
+    episode = store / synthetic_folder[1][0].episode_id
+    episode.parent.mkdir(parents=True)
+    episode.symlink_to(Path(data_root), target_is_directory=True)
+    args += ["--episode_store", str(store)]
     token = f"sk-test-{secrets.token_hex(16)}"
     server = start_server(tiny_model_path, args, log_path=folder / "server.log", token=token)
+    server.episode_store = store
     yield server
     server.stop()

@@ -34,7 +34,7 @@ from habitat_eqarm.data.io import atomic_path
 REF_OPEN, REF_CLOSE = "<eqarm_ref>", "</eqarm_ref>"
 _REF_RE = re.compile(re.escape(REF_OPEN) + r"(.*?)" + re.escape(REF_CLOSE), re.DOTALL)
 _HASH_RE = re.compile(r"\A[0-9a-f]{64}\Z")
-_ID_RE = re.compile(r"\A[A-Za-z0-9._-]+\Z")  # no separators: an id can never leave the store
+_SEGMENT_RE = re.compile(r"\A[A-Za-z0-9_-][A-Za-z0-9._-]*\Z")  # no '..': ids stay in the store
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 
 
@@ -57,8 +57,10 @@ class EpisodeRef:
             raise EpisodeRefError("an episode reference needs a non-empty 'question'")
         if (self.episode_id is None) == (self.frames_hash is None):
             raise EpisodeRefError("a reference needs exactly one of episode_id, frames_hash")
-        if self.episode_id is not None and not _ID_RE.match(self.episode_id):
-            raise EpisodeRefError(f"episode_id {self.episode_id!r}: only letters, digits, . _ -")
+        if self.episode_id is not None and not _is_episode_id(self.episode_id):
+            raise EpisodeRefError(
+                f"episode_id {self.episode_id!r}: '/'-separated names of letters, digits, . _ -"
+            )
         if self.frames_hash is not None and not _HASH_RE.match(self.frames_hash):
             raise EpisodeRefError(f"frames_hash {self.frames_hash!r}: not a sha256 hex digest")
         if not all(isinstance(i, int) and i >= 0 for i in self.keyframe_indices):
@@ -83,7 +85,8 @@ class EpisodeRef:
         if unknown:
             raise EpisodeRefError(f"{where}: unknown fields {sorted(unknown)}")
         try:
-            return cls(**{**data, "keyframe_indices": list(data.get("keyframe_indices", []))})
+            fields = {**data, "keyframe_indices": list(data.get("keyframe_indices", []))}
+            return cls(**{"question": "", **fields})
         except (TypeError, EpisodeRefError) as err:
             raise EpisodeRefError(f"{where}: {err}") from None
 
@@ -99,6 +102,11 @@ class EpisodeRef:
             return cls.from_dict(json.loads(value), where)
         except json.JSONDecodeError:
             raise EpisodeRefError(f"{where}: no {REF_OPEN} tag and not a JSON object") from None
+
+
+def _is_episode_id(value: object) -> bool:
+    """OpenEQA's ids look like ``hm3d-v0/000-hm3d-BFRyYbPCCPE``: relative, no dot segments."""
+    return isinstance(value, str) and all(_SEGMENT_RE.match(p) for p in value.split("/"))
 
 
 def embed_ref(text: str, ref: EpisodeRef) -> str:

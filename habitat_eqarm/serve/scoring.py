@@ -23,7 +23,7 @@ from fastapi import HTTPException
 from starlette.concurrency import run_in_threadpool
 
 from habitat_eqarm.data.episode import EpisodeMemory
-from habitat_eqarm.data.episode_ref import EpisodeRef, EpisodeRefError, find_ref, strip_ref
+from habitat_eqarm.data.episode_ref import EpisodeRef, EpisodeRefError, find_ref
 from habitat_eqarm.data.schema import EQAInstance
 from habitat_eqarm.rewards.backends.base import (
     GenerationRequest,
@@ -32,7 +32,8 @@ from habitat_eqarm.rewards.backends.base import (
     SamplingParams,
 )
 from habitat_eqarm.rewards.backends.chat_format import decode_image_url
-from habitat_eqarm.rewards.parsing import aggregate_scores, parse_response
+from habitat_eqarm.rewards.parsing import aggregate_scores
+from habitat_eqarm.rewards.ref_instances import instance_from_ref
 from habitat_eqarm.serve.memo import memo_key
 from habitat_eqarm.serve.schemas import OpenRLHFRequest, ScoreRequest
 
@@ -294,13 +295,5 @@ def _openrlhf_instance(
     if ref is None:
         raise HTTPException(400, f"{where}: no <eqarm_ref> tag in its prompt, query or label")
     response = query[len(prompt) :] if prompt and query.startswith(prompt) else query
-    parsed = parse_response(strip_ref(response))
-    instance = EQAInstance(
-        question_id=ref.question_id or f"query-{i}",
-        question=ref.question,
-        episode_id=ref.episode_id or "",
-        predicted_answer=parsed.answer,
-        reasoning_steps=parsed.steps,
-        keyframe_indices=list(ref.keyframe_indices),
-    )
+    instance = instance_from_ref(ref, response, f"query-{i}")
     return instance, ref

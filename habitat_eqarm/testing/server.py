@@ -31,6 +31,7 @@ class ServerProcess:
     base_url: str
     log_path: Path
     token: str | None = None
+    episode_store: Path | None = None  # where the test put the episodes it serves by reference
 
     @property
     def headers(self) -> dict[str, str]:
