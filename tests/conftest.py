@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from habitat_eqarm.rewards.backends.base import GenerationResult, RewardBackend
+
 REPO = Path(__file__).resolve().parents[1]
 
 # tests/habitat need habitat-lab, which pins numpy 1.26.4: `make test` runs them in .venv-habitat.
@@ -87,3 +89,23 @@ def eqarm_server(tiny_model_path, synthetic_folder, tmp_path_factory):
     server.episode_store = store
     yield server
     server.stop()
+
+
+class ScriptedBackend(RewardBackend):
+    """Test double for a reward model: sample i of every request is ``<score>i</score>``
+    behind a critique (so K samples score 0..K-1); ``calls`` records (requests, k) per call."""
+
+    def __init__(self, model_id: str = "served-name"):
+        self.model_id = model_id
+        self.calls: list[tuple[int, int]] = []
+
+    def sample(self, requests, params):
+        self.calls.append((len(requests), params.k))
+        texts = [f"<critique>Seen.</critique><score>{i}</score>" for i in range(params.k)]
+        return [GenerationResult(list(texts)) for _ in requests]
+
+
+@pytest.fixture
+def scripted_backend():
+    """A factory of :class:`ScriptedBackend` test doubles."""
+    return ScriptedBackend

@@ -5,7 +5,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import socket
 from dataclasses import dataclass, field
 
 from habitat_eqarm.data.io import atomic_write_text
@@ -117,24 +116,11 @@ def load_reward_model(cfg: ServeConfig):
     )
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """A listening TCP socket (``port`` 0 picks a free one)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    # Accepted connections inherit this: small JSON answers leave at once instead of waiting
-    # for the client's delayed ACK (Nagle), which cost ~40 ms per keep-alive request.
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.bind((host, port))
-    sock.listen(2048)  # connections queue until the app is up, instead of being refused
-    return sock
-
-
 def main(cfg: ServeConfig) -> int:
     """Load the model, bind, and serve until SIGINT/SIGTERM (then finish open requests)."""
     import uvicorn
 
-    from habitat_eqarm.serve import ServerSettings, create_app
+    from habitat_eqarm.serve.app import ServerSettings, bind, create_app
 
     token = resolve_token(cfg)
     if not is_loopback(cfg.host) and not token:

@@ -32,8 +32,9 @@ class RemoteRM:
     """Score answers with a running ``eqarm serve`` (``base_url`` up to ``/v1``).
 
     ``seed`` (default 0) makes repeated requests hit the server's memo; None asks for fresh
-    samples every time. ``no_answer_reward`` is what a response without a readable answer
-    gets (it is not sent to the server). Rewards are the aggregate score / 10 (0..1).
+    samples every time. ``no_answer_reward`` is what a response gets when it has no readable
+    answer (it is then not sent to the server) or none of the K samples gave a score.
+    Rewards are the aggregate score / 10 (0..1).
     """
 
     base_url: str | None = None

@@ -8,35 +8,21 @@ from starlette.testclient import TestClient
 from habitat_eqarm.data import EpisodeMemory
 from habitat_eqarm.data.episode_ref import EpisodeStore
 from habitat_eqarm.integrations.openrlhf import prompt_with_ref
-from habitat_eqarm.rewards.backends.base import GenerationResult, RewardBackend
 from habitat_eqarm.rewards.backends.chat_format import encode_frame
 from habitat_eqarm.rewards.model import EQARewardModel, Judgement
 from habitat_eqarm.serve import scoring as scoring_module
 from habitat_eqarm.serve.app import ServerSettings, create_app
 
-SERVED = "served-name"
-
-
-class ScriptedBackend(RewardBackend):
-    """Test double: sample i of every request is ``<score>i</score>`` behind a critique."""
-
-    def __init__(self):
-        self.model_id = SERVED
-        self.calls = []  # (requests, k) of each sample() call
-
-    def sample(self, requests, params):
-        self.calls.append((len(requests), params.k))
-        texts = [f"<critique>Seen.</critique><score>{i}</score>" for i in range(params.k)]
-        return [GenerationResult(list(texts)) for _ in requests]
-
 
 @pytest.fixture
-def served(synthetic_folder):
+def served(synthetic_folder, scripted_backend):
     _, questions = synthetic_folder
-    backend = ScriptedBackend()
+    backend = scripted_backend()
     model = EQARewardModel(backend, num_keyframes=3)
     root = questions[0].episode_path
-    settings = ServerSettings(SERVED, data_roots=[str(root)], max_wait_ms=50, close_model=False)
+    settings = ServerSettings(
+        "served-name", data_roots=[str(root)], max_wait_ms=50, close_model=False
+    )
     with TestClient(create_app(model, settings)) as client:
         yield client, model, backend, questions
 
@@ -60,7 +46,10 @@ def test_score_is_the_models_score_and_opens_each_episode_once(served, monkeypat
         assert served_judgement.samples == direct.samples
         assert served_judgement.score == direct.score
         assert served_judgement.keyframe_indices == direct.keyframe_indices
-        assert (served_judgement.model, served_judgement.prompt_id) == (SERVED, direct.prompt_id)
+        assert (served_judgement.model, served_judgement.prompt_id) == (
+            "served-name",
+            direct.prompt_id,
+        )
 
 
 def test_greedy_scoring_decodes_once_and_repeats(served, synthetic_folder):
@@ -83,15 +72,15 @@ def test_unreadable_keyframes_are_a_client_error(served):
 
 
 @pytest.fixture
-def served_store(synthetic_folder, tmp_path):
+def served_store(synthetic_folder, tmp_path, scripted_backend):
     """Two scripted replicas behind one app whose episode store holds the synthetic episode."""
     _, questions = synthetic_folder
     (tmp_path / "synthetic").mkdir()
     (tmp_path / "synthetic" / "seed0").symlink_to(questions[0].episode_path)
-    backends = [ScriptedBackend(), ScriptedBackend()]
+    backends = [scripted_backend(), scripted_backend()]
     models = [EQARewardModel(b, num_keyframes=3) for b in backends]
     settings = ServerSettings(
-        SERVED, episode_store=str(tmp_path), memo_size=8, max_wait_ms=1, close_model=False
+        "served-name", episode_store=str(tmp_path), memo_size=8, max_wait_ms=1, close_model=False
     )
     with TestClient(create_app(models, settings)) as client:
         yield client, backends, questions, EpisodeStore(tmp_path)
