@@ -57,6 +57,9 @@ class ServeConfig:
     fault_endpoint: bool = field(
         default=False, metadata={"help": "testing: enable POST /admin/faults to set faults"}
     )
+    tensor_parallel_size: int = field(
+        default=1, metadata={"help": "vllm backend: GPUs one model is split over"}
+    )
     device: str | None = None
     dtype: str | None = None
     max_pixels: int = MAX_PIXELS
@@ -97,6 +100,17 @@ def resolve_token(cfg: ServeConfig) -> str | None:
     return cfg.token or None
 
 
+def check_replicas(cfg: ServeConfig) -> None:
+    """``--replicas`` is for backends that run one batch at a time (``hf``)."""
+    if cfg.replicas < 1:
+        raise ValueError(f"--replicas must be at least 1, got {cfg.replicas}")
+    if cfg.replicas > 1 and cfg.backend == "vllm":
+        raise ValueError(
+            "--replicas with --backend vllm: vLLM batches continuously on its own; split one "
+            "model over GPUs with --tensor_parallel_size, or run one server per GPU group"
+        )
+
+
 def load_reward_model(cfg: ServeConfig):
     """The :class:`EQARewardModel` to serve, on the chosen backend."""
     from habitat_eqarm.cli.common import resolve_model
@@ -106,6 +120,10 @@ def load_reward_model(cfg: ServeConfig):
     kwargs: dict = {"max_pixels": cfg.max_pixels}
     if cfg.backend == "hf":
         kwargs.update(device=cfg.device, dtype=cfg.dtype, batch_size=cfg.max_batch)
+    elif cfg.backend == "vllm":
+        kwargs["tensor_parallel_size"] = cfg.tensor_parallel_size
+        if cfg.dtype:
+            kwargs["dtype"] = cfg.dtype
     return EQARewardModel.from_pretrained(
         model_name,
         cfg.backend,
@@ -128,8 +146,7 @@ def main(cfg: ServeConfig) -> int:
             f"WARNING: listening on {cfg.host} without a token: anyone who can reach this "
             "address can use the model. Pass --token_env NAME (or --token)."
         )
-    if cfg.replicas < 1:
-        raise ValueError(f"--replicas must be at least 1, got {cfg.replicas}")
+    check_replicas(cfg)
     models = [load_reward_model(cfg) for _ in range(cfg.replicas)]
     model = models[0]
     settings = ServerSettings(
