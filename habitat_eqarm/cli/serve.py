@@ -49,7 +49,11 @@ class ServeConfig:
         default=4096, metadata={"help": "seeded /v1/score judgements remembered (0: off)"}
     )
     replicas: int = field(
-        default=1, metadata={"help": "backend replicas behind the one app, dealt requests in turn"}
+        default=1,
+        metadata={
+            "help": "hf backend: model copies behind one app, dealt requests in turn "
+            "(one per GPU when several are visible)"
+        },
     )
     inject_faults: str = field(
         default="", metadata={"help": "testing: answer requests with errors, e.g. '429:2,500:1'"}
@@ -111,15 +115,26 @@ def check_replicas(cfg: ServeConfig) -> None:
         )
 
 
-def load_reward_model(cfg: ServeConfig):
-    """The :class:`EQARewardModel` to serve, on the chosen backend."""
+def replica_device(device: str | None, replica: int, gpus: int) -> str | None:
+    """Where replica ``replica`` runs: with several GPUs visible and ``--device`` unset (or
+    plain ``cuda``), replica i on ``cuda:i`` (modulo the GPUs); otherwise ``device``."""
+    if gpus > 1 and device in (None, "cuda"):
+        return f"cuda:{replica % gpus}"
+    return device
+
+
+def load_reward_model(cfg: ServeConfig, replica: int = 0):
+    """The :class:`EQARewardModel` to serve, on the chosen backend (replica ``replica``)."""
     from habitat_eqarm.cli.common import resolve_model
     from habitat_eqarm.rewards.model import EQARewardModel
 
     model_name, _ = resolve_model(cfg.model)
     kwargs: dict = {"max_pixels": cfg.max_pixels}
     if cfg.backend == "hf":
-        kwargs.update(device=cfg.device, dtype=cfg.dtype, batch_size=cfg.max_batch)
+        import torch
+
+        device = replica_device(cfg.device, replica, torch.cuda.device_count())
+        kwargs.update(device=device, dtype=cfg.dtype, batch_size=cfg.max_batch)
     elif cfg.backend == "vllm":
         kwargs["tensor_parallel_size"] = cfg.tensor_parallel_size
         if cfg.dtype:
@@ -147,7 +162,7 @@ def main(cfg: ServeConfig) -> int:
             "address can use the model. Pass --token_env NAME (or --token)."
         )
     check_replicas(cfg)
-    models = [load_reward_model(cfg) for _ in range(cfg.replicas)]
+    models = [load_reward_model(cfg, i) for i in range(cfg.replicas)]
     model = models[0]
     settings = ServerSettings(
         served_model_name=cfg.served_model_name or model.name,
