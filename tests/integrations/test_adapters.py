@@ -41,17 +41,21 @@ def ref_of(question, **extra):
     return EpisodeRef(question.question, question.question_id, question.episode_id, **extra)
 
 
-def direct(server, ref, k, seed, steps=("I walked past the sofa.",), answer="a red chair"):
+TOKENS = 24  # critique tokens per sample: enough to exercise decoding, quick on the tiny model
+
+
+def direct(server, ref, k, seed, tokens=TOKENS, answer="a red chair"):
     """What the server itself says about the same instance (a memo hit if the adapter asked)."""
     instance = {
         "question_id": ref.question_id,
         "question": ref.question,
         "episode_id": ref.episode_id or "",
         "predicted_answer": answer,
-        "reasoning_steps": list(steps),
+        "reasoning_steps": ["I walked past the sofa."],
         "keyframe_indices": list(ref.keyframe_indices),
     }
     body = {"instances": [instance], "k": k, "seed": seed, "temperature": 0.8, "top_p": 0.9}
+    body["max_new_tokens"] = tokens
     if ref.frames_hash:
         body["frames_hash"] = [ref.frames_hash]
     r = server.post("score", body)
@@ -69,7 +73,9 @@ def test_trl_reward_inside_a_real_grpo_trainer(server, tiny_model_path, syntheti
 
     _, questions = synthetic_folder
     column_ref, tag_ref = ref_of(questions[0], keyframe_indices=[0, 3]), ref_of(questions[1])
-    reward = pickle.loads(pickle.dumps(EQARMRemoteReward(server.base_url, k=2, seed=11)))
+    reward = pickle.loads(
+        pickle.dumps(EQARMRemoteReward(server.base_url, k=2, seed=11, max_new_tokens=TOKENS))
+    )
     rows = [
         {"prompt": "Answer about the house.", "eqarm_ref": column_ref.to_json()},
         {"prompt": embed_ref("Answer about the house.", tag_ref), "eqarm_ref": None},
@@ -115,7 +121,8 @@ def test_verl_compute_score_in_its_reward_loop_signature(server, synthetic_folde
         questions[2].question, "q-hash", frames_hash=store.put_frames(memory.frames([4, 8]))
     )
     by_id = ref_of(questions[3])
-    kwargs = {"server_url": server.base_url, "k": 3, "seed": 5, "reward_router_address": "ignored"}
+    kwargs = {"server_url": server.base_url, "k": 3, "seed": 5, "max_new_tokens": TOKENS}
+    kwargs["reward_router_address"] = "ignored"  # verl adds keys of its own
     out = asyncio.run(
         verl.compute_score("eqarm", GOOD, None, {"eqarm_ref": by_hash.to_json()}, **kwargs)
     )
@@ -153,7 +160,8 @@ def test_openrlhf_wire_format(server, synthetic_folder):
     )
     assert r.status_code == 200, r.text
     data = r.json()
-    judgement = direct(server, ref, k=OPENRLHF_OPTIONS["k"], seed=OPENRLHF_OPTIONS["seed"])
+    options = OPENRLHF_OPTIONS
+    judgement = direct(server, ref, k=options["k"], seed=options["seed"], tokens=512)
     assert judgement["cached"] is True and judgement["keyframe_indices"] == [1, 2, 5]
     assert data["rewards"] == data["scores"] == [pytest.approx(reward_of(judgement)), 0.0]
     assert data["extra_logs"]["eqarm_spread"] == [judgement["spread"], None]
