@@ -2,7 +2,8 @@
 
 TRL installs here, so its reward function runs inside a real ``GRPOTrainer``'s own
 reward-gathering code (``_calculate_rewards``, which awaits async reward functions on TRL's
-event loop). verl and OpenRLHF do not install cleanly on this CPU machine (CUDA-only wheels and
+event loop) and through ``AsyncGRPOTrainer``'s rollout-worker scoring (``_score_group``).
+verl and OpenRLHF do not install cleanly on this CPU machine (CUDA-only wheels and
 pins that conflict with ours), so those adapters are exercised through their documented
 interfaces instead: verl's reward-loop call ``await compute_score(data_source, solution_str,
 ground_truth, extra_info, **reward_kwargs)`` and OpenRLHF's remote-RM wire format (a JSON POST
@@ -106,6 +107,53 @@ def test_trl_reward_inside_a_real_grpo_trainer(server, tiny_model_path, syntheti
     )
     assert direct(server, tag_ref, k=2, seed=11)["cached"] is True
     assert tagged[1, 0].item() == pytest.approx(got[0, 0].item(), abs=1e-6)  # memo: same judgement
+
+
+def test_trl_reward_in_async_grpo_rollout_scoring(server, synthetic_folder):
+    """AsyncGRPOTrainer's rollout worker (a spawned process: the reward arrives pickled)
+    scores a group with ``_score_group``; only its attributes are set here, no vLLM."""
+    from types import SimpleNamespace
+
+    from accelerate import PartialState
+    from trl.experimental.async_grpo import async_rollout_worker as rollout
+
+    PartialState()  # the worker logs through accelerate, which its process sets up
+
+    _, questions = synthetic_folder
+    ref = ref_of(questions[5])
+    reward = pickle.loads(
+        pickle.dumps(EQARMRemoteReward(server.base_url, k=2, seed=13, max_new_tokens=TOKENS))
+    )
+    worker = SimpleNamespace(
+        reward_funcs=[reward],
+        reward_func_names=["eqarm_remote_reward"],
+        _env_reward_types=[],
+        _provides_rollout_reward=False,
+    )
+    prompt = [{"role": "user", "content": embed_ref("Answer about the house.", ref)}]
+    completions = [
+        [{"role": "assistant", "content": GOOD}],
+        [{"role": "assistant", "content": "?"}],
+    ]
+    sequence = rollout.TrainingSequence([1, 2, 3], [0, 1, 1], [0.0, -1.0, -1.0], "r")
+    group = rollout.RolloutGroup(
+        prompts=[prompt, prompt],
+        reward_kwargs={},
+        completions=completions,
+        completions_ids=[[2, 3], [2, 3]],
+        completions_sequences=[[sequence], [sequence]],
+        tool_call_counts=[0, 0],
+        tool_failure_counts=[0, 0],
+        model_version=0,
+        group_id=0,
+        env_rewards=[None, None],
+        rollout_rewards=[None, None],
+    )
+    samples = asyncio.run(rollout._AsyncRolloutLoop._score_group(worker, group))
+    judgement = direct(server, ref, k=2, seed=13)
+    assert judgement["cached"] is True
+    got = [s.metrics["rewards/eqarm_remote_reward"] for s in samples]
+    assert got == [pytest.approx(reward_of(judgement), abs=1e-12), 0.0]
 
 
 def test_trl_reward_needs_a_reference():
