@@ -1,0 +1,146 @@
+"""`eqarm rollouts`: env rollouts -> `bench judge` -> `train rft` -> the new RM scores them.
+
+The agent, judge and auxiliary evaluator are the scripted double of conftest.py (well-formed
+answers, right on every other call; exact 9 / 2 judge scores; noisy evaluator samples); RFT
+trains the real tiny Qwen2-VL, which then scores the rollouts. The tiny model also plays the
+agent in its own test, on the same code path.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import numpy as np
+import pytest
+
+from habitat_eqarm.cli.main import main
+from habitat_eqarm.data.episode import EpisodeMemory
+from habitat_eqarm.data.schema import read_jsonl
+from habitat_eqarm.data.synthetic import make_synthetic_episode
+from habitat_eqarm.rewards.model import EQARewardModel
+
+from .conftest import DOUBLE, WRONG
+
+EPISODIC = json.dumps({"questions": "synthetic", "mode": "episodic", "num_keyframes": 3})
+CPU = ["--bf16", "false", "--use_cpu", "true", "--activation_checkpointing", "false"]
+CPU += ["--report_to", "none"]
+
+
+@pytest.fixture(scope="module")
+def rollouts(synthetic_answers, tmp_path_factory):
+    out = tmp_path_factory.mktemp("rollouts") / "rollouts.jsonl"
+    args = ["rollouts", "--policy", "vlm", "--model", str(synthetic_answers), "--backend", DOUBLE]
+    args += ["--env_kwargs", EPISODIC, "--episodes", "6", "--num_keyframes", "3"]
+    assert main([*args, "--out", str(out)]) == 0
+    return out
+
+
+def test_rollouts_are_instances_with_their_recorded_episodes(rollouts):
+    instances = read_jsonl(rollouts)
+    assert len(instances) == 6 and len({i.question_id for i in instances}) == 6
+    memory, questions = make_synthetic_episode()
+    by_id = {q.question_id: q for q in questions}
+    for inst in instances:
+        question = by_id[inst.meta["rollout"]["env_question_id"]]
+        assert inst.question_id == f"{question.question_id}#0"
+        assert (inst.question, inst.gt_answer) == (question.question, question.gt_answer)
+        assert inst.reasoning_steps[-1] == f"So the answer is {inst.predicted_answer}."
+        recorded = EpisodeMemory.from_path(inst.episode_path)
+        assert len(recorded) == 3 and inst.keyframe_indices == [0, 1, 2]
+        # the frames the agent answered from, written losslessly
+        np.testing.assert_array_equal(
+            recorded.frames([0, 1, 2]), memory.frames(memory.keyframes(3))
+        )
+        generation = inst.meta["generation"]
+        assert generation["format_ok"] and generation["usable"]
+        assert generation["matches_gt"] == (inst.predicted_answer != WRONG)
+        assert inst.meta["rollout"]["agent"]["prompt_id"] == "eqarm-gen-v1"
+    assert sum(i.meta["generation"]["matches_gt"] for i in instances) == 3
+    report = json.loads(rollouts.with_name(rollouts.name + ".report.json").read_text())
+    assert report["done_now"] == 6 and report["skipped"] == 0
+
+
+def test_rollouts_judged_then_rft_then_the_new_rm_scores_them(
+    rollouts, synthetic_answers, tiny_model_path, tmp_path
+):
+    judged = tmp_path / "judged.jsonl"
+    args = ["bench", "judge", "--model", str(synthetic_answers), "--backend", DOUBLE]
+    assert main([*args, "--data", str(rollouts), "--out", str(judged), "--max_attempts", "1"]) == 0
+    labelled = read_jsonl(judged)
+    assert len(labelled) == 6
+    for inst in labelled:
+        assert inst.gt_score == (9 if inst.meta["generation"]["matches_gt"] else 2)
+
+    out = tmp_path / "rm"
+    args = ["train", "rft", "--model_name_or_path", str(tiny_model_path), "--data", str(judged)]
+    args += ["--evaluator", str(synthetic_answers), "--evaluator_backend", DOUBLE, "--n_rft", "4"]
+    args += ["--max_steps", "3", "--output_dir", str(out), "--num_keyframes", "3"]
+    args += ["--max_pixels", "20000", "--learning_rate", "1e-3", "--save_steps", "100", *CPU]
+    assert main([*args, "--per_device_train_batch_size", "2", "--logging_steps", "1"]) == 0
+    stats = json.loads((out / "rft_stats.json").read_text())
+    assert stats["instances"] == 6 and 0 < stats["kept"] < stats["candidates"] == 24
+
+    with EQARewardModel.from_pretrained(str(out), num_keyframes=3, max_pixels=20_000) as rm:
+        judgements = rm.score(read_jsonl(rollouts), k=2, max_new_tokens=8, seed=0)
+    assert [j.question_id for j in judgements] == [i.question_id for i in read_jsonl(rollouts)]
+    assert all(len(j.samples) == 2 and j.keyframe_indices == [0, 1, 2] for j in judgements)
+
+
+def test_a_users_policy_bad_episodes_skipped_and_reported(tmp_path, monkeypatch, capsys):
+    (tmp_path / "my_policies.py").write_text(
+        textwrap.dedent(
+            """
+            from habitat_eqarm.envs.agents import ScriptedAgent
+
+            class Flaky(ScriptedAgent):
+                '''Episode 1 raises, episode 2 answers nothing, the others answer "red".'''
+
+                def __init__(self, watch_frames):
+                    super().__init__(lambda _, q: "" if self.episode == 2 else "red", watch_frames)
+                    self.episode = -1
+
+                def reset(self):
+                    self.episode += 1
+
+                def act(self, obs, info=None):
+                    if self.episode == 1:
+                        raise RuntimeError("the policy broke")
+                    return super().act(obs, info)
+            """
+        )
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out = tmp_path / "out" / "rollouts.jsonl"
+    args = ["rollouts", "--policy", "my_policies:Flaky", "--policy_kwargs", '{"watch_frames": 3}']
+    args += ["--questions", "synthetic", "--episodes", "4", "--out", str(out)]
+    assert main(args) == 0
+    instances = read_jsonl(out)
+    assert [i.predicted_answer for i in instances] == ["red", "red"]
+    # stream mode: the reset's frame and two "continue" frames, not the answer's observation
+    assert all(len(EpisodeMemory.from_path(i.episode_path)) == 3 for i in instances)
+    report = json.loads(out.with_name(out.name + ".report.json").read_text())
+    assert report["skipped_by_reason"] == {"failed": 1, "no answer": 1}
+    assert "the policy broke" in json.dumps(report["skipped_items"])
+    assert len(list((out.parent / "rollouts.jsonl.episodes").iterdir())) == 2  # none half-written
+    assert "| rollouts | count |" in capsys.readouterr().out
+
+    assert main(args) == 1  # the episodes folder is not overwritten
+    assert "already holds episodes" in capsys.readouterr().err
+    args[2] = "no_such_module:policy"
+    assert main(args) == 1
+    assert "cannot import 'no_such_module'" in capsys.readouterr().err
+
+
+def test_tiny_model_agent_rollouts(tiny_model_path, tmp_path):
+    out = tmp_path / "tiny.jsonl"
+    args = ["rollouts", "--policy", "vlm", "--model", str(tiny_model_path), "--backend", "hf"]
+    args += ["--backend_kwargs", '{"max_pixels": 20000}', "--policy_kwargs"]
+    args += ['{"max_new_tokens": 8}', "--env_kwargs", EPISODIC, "--episodes", "2"]
+    assert main([*args, "--keep_unanswered", "true", "--out", str(out)]) == 0
+    instances = read_jsonl(out)
+    assert len(instances) == 2
+    for inst in instances:
+        agent = inst.meta["rollout"]["agent"]
+        assert agent["prompt_id"] == "eqarm-gen-v1" and isinstance(agent["text"], str)
+        assert (inst.predicted_answer is None) == (agent["reason"] is not None)
