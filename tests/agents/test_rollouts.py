@@ -1,15 +1,19 @@
 """`eqarm rollouts`: env rollouts -> `bench judge` -> `train rft` -> the new RM scores them.
 
-The agent, judge and auxiliary evaluator are the scripted double of conftest.py (well-formed
-answers, right on every other call; exact 9 / 2 judge scores; noisy evaluator samples); RFT
-trains the real tiny Qwen2-VL, which then scores the rollouts. The tiny model also plays the
-agent in its own test, on the same code path.
+The three commands are the README's ("Train an agent against EQA-RM"), run as written with
+the models swapped: the agent, judge and auxiliary evaluator are the scripted double of
+conftest.py (well-formed answers, right on every other call; exact 9 / 2 judge scores; noisy
+evaluator samples), RFT trains the real tiny Qwen2-VL for 3 CPU steps, and that model then
+scores the rollouts. The tiny model also plays the agent in its own test, on the same code path.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import shlex
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,18 +26,41 @@ from habitat_eqarm.rewards.model import EQARewardModel
 
 from .conftest import DOUBLE, WRONG
 
+REPO = Path(__file__).resolve().parents[2]
 EPISODIC = json.dumps({"questions": "synthetic", "mode": "episodic", "num_keyframes": 3})
 CPU = ["--bf16", "false", "--use_cpu", "true", "--activation_checkpointing", "false"]
-CPU += ["--report_to", "none"]
+CPU += ["--report_to", "none", "--model_init_kwargs", "{}"]
+
+
+def readme_commands(work: Path) -> dict[str, list[str]]:
+    """The README's rollouts -> judge -> RFT commands by verb, paths moved under ``work``."""
+    section = (REPO / "README.md").read_text().split("## Train an agent against EQA-RM", 1)[1]
+    block = re.search(r"```bash\n(.*?)```", section, re.DOTALL).group(1)
+    commands = {}
+    for line in block.replace("\\\n", " ").splitlines():
+        args = shlex.split(line)[1:]
+        args = [str(work / a) if a.startswith("rollouts/") else a for a in args]
+        args = [str(REPO / a) if a.startswith("configs/") else a for a in args]
+        commands[" ".join(args[:2]) if args[0] in ("bench", "train") else args[0]] = args
+    assert list(commands) == ["rollouts", "bench judge", "train rft"]
+    return commands
+
+
+def swap(args: list[str], model: str, new: str) -> list[str]:
+    assert model in args, f"the README command no longer names {model}"
+    return [new if a == model else a for a in args]
 
 
 @pytest.fixture(scope="module")
-def rollouts(synthetic_answers, tmp_path_factory):
-    out = tmp_path_factory.mktemp("rollouts") / "rollouts.jsonl"
-    args = ["rollouts", "--policy", "vlm", "--model", str(synthetic_answers), "--backend", DOUBLE]
-    args += ["--env_kwargs", EPISODIC, "--episodes", "6", "--num_keyframes", "3"]
-    assert main([*args, "--out", str(out)]) == 0
-    return out
+def commands(tmp_path_factory):
+    return readme_commands(tmp_path_factory.mktemp("work"))
+
+
+@pytest.fixture(scope="module")
+def rollouts(commands, synthetic_answers):
+    args = swap(commands["rollouts"], "Qwen/Qwen2-VL-2B-Instruct", str(synthetic_answers))
+    assert main([*args, "--backend", DOUBLE]) == 0
+    return Path(args[args.index("--out") + 1])
 
 
 def test_rollouts_are_instances_with_their_recorded_episodes(rollouts):
@@ -47,10 +74,10 @@ def test_rollouts_are_instances_with_their_recorded_episodes(rollouts):
         assert (inst.question, inst.gt_answer) == (question.question, question.gt_answer)
         assert inst.reasoning_steps[-1] == f"So the answer is {inst.predicted_answer}."
         recorded = EpisodeMemory.from_path(inst.episode_path)
-        assert len(recorded) == 3 and inst.keyframe_indices == [0, 1, 2]
+        assert len(recorded) == 5 and inst.keyframe_indices == [0, 1, 2, 3, 4]
         # the frames the agent answered from, written losslessly
         np.testing.assert_array_equal(
-            recorded.frames([0, 1, 2]), memory.frames(memory.keyframes(3))
+            recorded.frames(inst.keyframe_indices), memory.frames(memory.keyframes(5))
         )
         generation = inst.meta["generation"]
         assert generation["format_ok"] and generation["usable"]
@@ -62,29 +89,29 @@ def test_rollouts_are_instances_with_their_recorded_episodes(rollouts):
 
 
 def test_rollouts_judged_then_rft_then_the_new_rm_scores_them(
-    rollouts, synthetic_answers, tiny_model_path, tmp_path
+    commands, rollouts, synthetic_answers, tiny_model_path
 ):
-    judged = tmp_path / "judged.jsonl"
-    args = ["bench", "judge", "--model", str(synthetic_answers), "--backend", DOUBLE]
-    assert main([*args, "--data", str(rollouts), "--out", str(judged), "--max_attempts", "1"]) == 0
+    args = swap(commands["bench judge"], "Qwen/Qwen2-VL-72B-Instruct", str(synthetic_answers))
+    assert main([*args, "--backend", DOUBLE, "--max_attempts", "1"]) == 0
+    judged = Path(args[args.index("--out") + 1])
     labelled = read_jsonl(judged)
     assert len(labelled) == 6
     for inst in labelled:
         assert inst.gt_score == (9 if inst.meta["generation"]["matches_gt"] else 2)
 
-    out = tmp_path / "rm"
-    args = ["train", "rft", "--model_name_or_path", str(tiny_model_path), "--data", str(judged)]
+    args = [*commands["train rft"], "--model_name_or_path", str(tiny_model_path)]
     args += ["--evaluator", str(synthetic_answers), "--evaluator_backend", DOUBLE, "--n_rft", "4"]
-    args += ["--max_steps", "3", "--output_dir", str(out), "--num_keyframes", "3"]
-    args += ["--max_pixels", "20000", "--learning_rate", "1e-3", "--save_steps", "100", *CPU]
-    assert main([*args, "--per_device_train_batch_size", "2", "--logging_steps", "1"]) == 0
+    args += ["--max_steps", "3", "--max_pixels", "20000", "--learning_rate", "1e-3", *CPU]
+    args += ["--save_steps", "100", "--per_device_train_batch_size", "2", "--logging_steps", "1"]
+    assert main(args) == 0
+    out = Path(args[args.index("--output_dir") + 1])
     stats = json.loads((out / "rft_stats.json").read_text())
     assert stats["instances"] == 6 and 0 < stats["kept"] < stats["candidates"] == 24
 
-    with EQARewardModel.from_pretrained(str(out), num_keyframes=3, max_pixels=20_000) as rm:
+    with EQARewardModel.from_pretrained(str(out), max_pixels=20_000) as rm:
         judgements = rm.score(read_jsonl(rollouts), k=2, max_new_tokens=8, seed=0)
     assert [j.question_id for j in judgements] == [i.question_id for i in read_jsonl(rollouts)]
-    assert all(len(j.samples) == 2 and j.keyframe_indices == [0, 1, 2] for j in judgements)
+    assert all(len(j.samples) == 2 and j.keyframe_indices == [0, 1, 2, 3, 4] for j in judgements)
 
 
 def test_a_users_policy_bad_episodes_skipped_and_reported(tmp_path, monkeypatch, capsys):
