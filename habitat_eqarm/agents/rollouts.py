@@ -19,7 +19,6 @@ and reported in ``<out>.report.json`` / ``.report.md``; the JSONL is written ato
 from __future__ import annotations
 
 import importlib
-import json
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ import gymnasium as gym
 from habitat_eqarm.bench.builder.common import (
     ProgressFactory,
     StageReport,
+    backend_kwargs,
     error_text,
     no_progress,
 )
@@ -92,19 +92,6 @@ class RolloutsConfig:
     )
 
 
-def json_option(name: str, value: str | None) -> dict[str, Any]:
-    """A ``--name`` JSON-object option as a dict ({} when not given); a clear error otherwise."""
-    if not value:
-        return {}
-    try:
-        data = json.loads(value)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"--{name}: not valid JSON ({err})") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"--{name}: expected a JSON object, got {type(data).__name__}")
-    return data
-
-
 def load_callable(spec: str) -> Callable[..., Any]:
     """``"package.module:name"`` -> the object; errors name the part that is missing."""
     module_name, _, attr = spec.partition(":")
@@ -129,7 +116,7 @@ def make_policy(cfg: RolloutsConfig, model: str | None = None) -> Policy:
     None); ``module:callable``: an object with ``act`` is the policy, anything else is called
     with the keyword arguments and must return one.
     """
-    kwargs = json_option("policy_kwargs", cfg.policy_kwargs)
+    kwargs = backend_kwargs(cfg.policy_kwargs, "policy_kwargs")
     if cfg.policy == "scripted":
         return ScriptedAgent(**kwargs)
     if cfg.policy == "vlm":
@@ -137,10 +124,10 @@ def make_policy(cfg: RolloutsConfig, model: str | None = None) -> Policy:
 
         if not (model or cfg.model):
             raise ValueError("--policy vlm needs --model")
-        backend_kwargs = json_option("backend_kwargs", cfg.backend_kwargs)
+        options = backend_kwargs(cfg.backend_kwargs)
         kwargs = {"num_keyframes": cfg.num_keyframes, "seed": cfg.seed, **kwargs}
         return VLMAgent.from_pretrained(
-            model or cfg.model, cfg.backend, backend_kwargs=backend_kwargs, **kwargs
+            model or cfg.model, cfg.backend, backend_kwargs=options, **kwargs
         )
     obj = load_callable(cfg.policy)
     policy = obj if hasattr(obj, "act") and not isinstance(obj, type) else obj(**kwargs)
@@ -154,7 +141,7 @@ def make_policy(cfg: RolloutsConfig, model: str | None = None) -> Policy:
 
 def make_env(cfg: RolloutsConfig) -> gym.Env:
     """``gymnasium.make(cfg.env, **env_kwargs)`` (``questions`` / ``data_root`` for EMEQA)."""
-    kwargs = json_option("env_kwargs", cfg.env_kwargs)
+    kwargs = backend_kwargs(cfg.env_kwargs, "env_kwargs")
     if cfg.questions is not None:
         kwargs.setdefault("questions", cfg.questions)
     if cfg.data_root is not None:

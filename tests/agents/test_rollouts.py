@@ -157,6 +157,8 @@ def test_a_users_policy_bad_episodes_skipped_and_reported(tmp_path, monkeypatch,
     args[2] = "no_such_module:policy"
     assert main(args) == 1
     assert "cannot import 'no_such_module'" in capsys.readouterr().err
+    assert main(["rollouts", "--env_kwargs", "[1]", "--out", str(tmp_path / "x.jsonl")]) == 1
+    assert "--env_kwargs must be a JSON object" in capsys.readouterr().err
 
 
 def test_tiny_model_agent_rollouts(tiny_model_path, tmp_path):
