@@ -150,10 +150,24 @@ def make_env(cfg: RolloutsConfig) -> gym.Env:
 
 
 def env_questions(env: gym.Env) -> dict[str, EQAInstance]:
-    """The env's questions by id, where it exposes them (``EMEQAEnv.questions``): they give
-    the ground-truth answer, category and source of each rollout."""
+    """The env's questions by id, where it exposes them: they give the ground-truth answer,
+    category and source of each rollout. ``EMEQAEnv.questions``, or the habitat adapter's
+    dataset episodes (``habitat_env.episodes``: question, question_id, answer, ...)."""
     questions = getattr(env.unwrapped, "questions", None) or []
-    return {q.question_id: q for q in questions if isinstance(q, EQAInstance)}
+    found = {q.question_id: q for q in questions if isinstance(q, EQAInstance)}
+    habitat_env = getattr(env.unwrapped, "habitat_env", None)
+    for episode in getattr(habitat_env, "episodes", None) or []:
+        qid, question = getattr(episode, "question_id", None), getattr(episode, "question", None)
+        if isinstance(qid, str) and isinstance(question, str):
+            found[qid] = EQAInstance(
+                question_id=qid,
+                question=question,
+                category=getattr(episode, "category", None) or "",
+                source=getattr(episode, "source", None) or "other",
+                episode_id=str(getattr(episode, "scene_id", "") or ""),
+                gt_answer=getattr(episode, "answer", None),
+            )
+    return found
 
 
 class _Recorder:
@@ -209,15 +223,12 @@ def run_rollouts(
         questions = env_questions(env)
         instances: list[EQAInstance] = []
         counts: Counter = Counter()
-        bar = progress(cfg.episodes, "rollouts")
-        try:
+        with progress(cfg.episodes, "rollouts") as bar:
             for n in range(cfg.episodes):
                 inst = _one_episode(cfg, env, policy, recorder, questions, counts, n, report)
                 if inst is not None:
                     instances.append(inst)
                 bar.update(1)
-        finally:
-            bar.close()
         write_jsonl(out, instances)
     finally:
         if own_policy and hasattr(policy, "close"):
