@@ -138,6 +138,16 @@ def test_two_turn_keep_worse_revision_and_empty_revision(
     assert env.reset()[0]["turn"] == 0  # the next episode starts on the first turn
 
 
+def test_check_env_on_the_two_turn_env(double):
+    from gymnasium.utils.env_checker import check_env
+
+    env = EQARMReward(
+        EMEQAEnv("synthetic"), EQARewardModel(double), seed=0, info_timings=False, two_turn=True
+    )
+    check_env(env, skip_render_check=True)
+    assert env.action_space["kind"].n == REVISE + 1
+
+
 def test_two_turn_needs_dict_observations(double):
     import gymnasium as gym
 
