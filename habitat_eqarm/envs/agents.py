@@ -87,9 +87,14 @@ class ScriptedAgent:
         self,
         answer_fn: Callable[[str, str], str] | None = None,
         watch_frames: int = 20,
+        *,
+        continue_kind: int = CONTINUE,
+        answer_kind: int = ANSWER,
     ) -> None:
         self.answer_fn = answer_fn or (lambda question_id, question: "I do not know")
         self.watch_frames = watch_frames
+        # the action indices of another env's continue and answer (e.g. the habitat adapter's)
+        self.continue_kind, self.answer_kind = continue_kind, answer_kind
 
     def reset(self) -> None:
         """Nothing to forget: the agent decides from the step's info alone."""
@@ -100,7 +105,7 @@ class ScriptedAgent:
         seen = int(info.get("frame_index", 0)) + 1
         last = seen >= int(info.get("num_frames", seen))
         if "frames" not in obs and seen < self.watch_frames and not last:
-            return {"kind": CONTINUE, "answer": "", "reasoning": ""}
+            return {"kind": self.continue_kind, "answer": "", "reasoning": ""}
         answer = self.answer_fn(str(info.get("question_id", "")), str(obs["question"]))
         reasoning = "\n".join(
             [
@@ -109,7 +114,7 @@ class ScriptedAgent:
                 f"From what I saw, the answer is: {answer}",
             ]
         )
-        return {"kind": ANSWER, "answer": answer, "reasoning": reasoning}
+        return {"kind": self.answer_kind, "answer": answer, "reasoning": reasoning}
 
     def act_batch(
         self, obs: dict[str, Any], infos: dict[str, Any], num_envs: int

@@ -99,25 +99,19 @@ def test_vlm_agent_plays_the_habitat_env_under_the_reward_wrapper(env, tiny_mode
     wrapped.close()
 
 
-def test_rollouts_of_the_habitat_env_carry_the_dataset_answers(env, tiny_model_path, tmp_path):
-    from habitat_eqarm.agents import VLMAgent
+def test_rollouts_of_the_habitat_env_carry_the_dataset_answers(env, tmp_path):
     from habitat_eqarm.agents.rollouts import RolloutsConfig, run_rollouts
     from habitat_eqarm.data.episode import EpisodeMemory
     from habitat_eqarm.data.schema import read_jsonl
+    from habitat_eqarm.envs.agents import ScriptedAgent
 
-    agent = VLMAgent(
-        str(tiny_model_path),
-        backend_kwargs={"max_pixels": 20_000},
-        watch_frames=2,
-        answer_kind=env.action_names.index("eqarm_answer"),
-        max_new_tokens=4,
-    )
-    cfg = RolloutsConfig(out=str(tmp_path / "r.jsonl"), episodes=2, keep_unanswered=True)
-    report = run_rollouts(cfg, policy=agent, env=env)
-    agent.close()
-    assert report.done_now == 2
+    answer_kind = env.action_names.index("eqarm_answer")
+    agent = ScriptedAgent(lambda qid, q: "blue", answer_kind=answer_kind)
+    cfg = RolloutsConfig(out=str(tmp_path / "r.jsonl"), episodes=2)
+    assert run_rollouts(cfg, policy=agent, env=env).done_now == 2
     answers = {e.question_id: e.answer for e in env.habitat_env.episodes}
     for inst in read_jsonl(tmp_path / "r.jsonl"):
         qid = inst.meta["rollout"]["env_question_id"]
         assert inst.gt_answer == answers[qid] and inst.question_id == f"{qid}#0"
-        assert len(EpisodeMemory.from_path(inst.episode_path)) == 2  # reset + one move
+        assert inst.predicted_answer == "blue" and inst.keyframe_indices == [0]
+        assert len(EpisodeMemory.from_path(inst.episode_path)) == 1  # the reset's frame
