@@ -13,7 +13,8 @@ so `eqarm bench judge` and then `eqarm train rft` take the file unchanged.
 The recording rule is the reward wrapper's: the reset's observation and every step's but the
 last (the observation returned with the answer comes after the agent's last decision).
 An episode that fails (the env or the policy raises, no answer, nothing recorded) is skipped
-and reported in ``<out>.report.json`` / ``.report.md``; the JSONL is written atomically.
+and reported in ``<out>.report.json`` / ``.report.md``; the JSONL is written atomically, also
+when the run is interrupted (with the episodes played so far, ``episodes_played``).
 """
 
 from __future__ import annotations
@@ -217,27 +218,33 @@ def run_rollouts(
     own_env, own_policy = env is None, policy is None
     env = make_env(cfg) if env is None else env
     report = StageReport("rollouts", total=cfg.episodes)
+    instances: list[EQAInstance] = []
     try:
         policy = make_policy(cfg) if policy is None else policy
         recorder = _Recorder(env, cfg, episodes_dir.resolve())
         questions = env_questions(env)
-        instances: list[EQAInstance] = []
         counts: Counter = Counter()
-        with progress(cfg.episodes, "rollouts") as bar:
-            for n in range(cfg.episodes):
-                inst = _one_episode(cfg, env, policy, recorder, questions, counts, n, report)
-                if inst is not None:
-                    instances.append(inst)
-                bar.update(1)
-        write_jsonl(out, instances)
+        played = 0
+        try:
+            with progress(cfg.episodes, "rollouts") as bar:
+                for n in range(cfg.episodes):
+                    inst = _one_episode(cfg, env, policy, recorder, questions, counts, n, report)
+                    if inst is not None:
+                        instances.append(inst)
+                    played += 1
+                    bar.update(1)
+        finally:  # also when interrupted: what was played is written, nothing half-written
+            recorder.state.recorder.close()
+            write_jsonl(out, instances)
+            report.done_now = len(instances)
+            report.summary["episodes_played"] = played
+            _tally(report, instances)
+            report.write(out)
     finally:
         if own_policy and hasattr(policy, "close"):
             policy.close()
         if own_env:
             env.close()
-    report.done_now = len(instances)
-    _tally(report, instances)
-    report.write(out)
     return report
 
 

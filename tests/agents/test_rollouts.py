@@ -173,3 +173,29 @@ def test_tiny_model_agent_rollouts(tiny_model_path, tmp_path):
         agent = inst.meta["rollout"]["agent"]
         assert agent["prompt_id"] == "eqarm-gen-v1" and isinstance(agent["text"], str)
         assert (inst.predicted_answer is None) == (agent["reason"] is not None)
+
+
+def test_an_interrupted_run_keeps_what_it_played(tmp_path):
+    from habitat_eqarm.agents.rollouts import RolloutsConfig, run_rollouts
+    from habitat_eqarm.envs.agents import ScriptedAgent
+
+    class Interrupted(ScriptedAgent):
+        episodes = 0
+
+        def reset(self):
+            self.episodes += 1
+
+        def act(self, obs, info=None):
+            if self.episodes == 3 and info.get("frame_index") == 1:
+                raise KeyboardInterrupt
+            return super().act(obs, info)
+
+    out = tmp_path / "r.jsonl"
+    cfg = RolloutsConfig(out=str(out), questions="synthetic", episodes=5)
+    with pytest.raises(KeyboardInterrupt):
+        run_rollouts(cfg, policy=Interrupted(lambda _, q: "red", watch_frames=3))
+    assert len(read_jsonl(out)) == 2
+    report = json.loads(out.with_name(out.name + ".report.json").read_text())
+    assert report["episodes_played"] == 2 and report["done_now"] == 2
+    written = sorted(p.name for p in (tmp_path / "r.jsonl.episodes").iterdir())
+    assert len(written) == 2 and not any(name.startswith(".") for name in written)
