@@ -157,3 +157,25 @@ def test_two_turn_needs_dict_observations(double):
 
     with pytest.raises(ValueError, match="must be a Dict space to carry the critique"):
         EQARMReward(Plain(), EQARewardModel(double), two_turn=True)
+
+
+def test_agent_through_eqarm_serve_and_the_openai_backend(eqarm_server, tmp_path, monkeypatch):
+    """An OpenAI-compatible endpoint (our own server of the tiny model): the same agent code."""
+    monkeypatch.setenv("EQARM_AGENT_KEY", eqarm_server.token)
+    model = eqarm_server.get("models")["data"][0]["id"]
+    options = {"base_url": eqarm_server.base_url, "api_key_env": "EQARM_AGENT_KEY"}
+    env = EMEQAEnv("synthetic", mode="episodic", num_keyframes=2)
+    before = eqarm_server.stats()["http"]["requests"].get("/v1/chat/completions", 0)
+    with VLMAgent.from_pretrained(
+        model,
+        "openai",
+        backend_kwargs={**options, "cache_dir": str(tmp_path / "cache")},
+        num_keyframes=2,
+        max_new_tokens=8,
+        seed=0,
+    ) as agent:
+        played = play_episode(env, agent, seed=0)
+    assert played.terminated and env.action_space.contains(played.actions[-1])
+    assert agent.last_output["prompt_id"] == "eqarm-gen-v1"
+    after = eqarm_server.stats()["http"]["requests"].get("/v1/chat/completions", 0)
+    assert after == before + 1  # one generation, sent to the server
