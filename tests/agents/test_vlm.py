@@ -105,6 +105,8 @@ def test_two_turn_wrong_first_answer_is_revised_after_the_critique(double):
     assert observations[0]["critique_score"] == 2.0 and "checked against" in obs["critique"]
     assert action["kind"] == REVISE and action["answer"] != WRONG
     details = info["eqarm"]
+    # rewards are a few float64 operations on scores / 10: approx's default (1e-6 relative) is
+    # far above their rounding (~1e-16) and far below the differences checked (>= 0.05)
     assert details["revised"] and details["first"]["score"] == 2 and details["score"] == 9
     assert details["first_reward"] == pytest.approx(0.2)
     assert details["improvement"] == pytest.approx(0.7)
