@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from habitat_eqarm.bench.report import _pct, _save, _with_ci
+from habitat_eqarm.bench.report import _pct, _save, _with_ci, k_axis
 
 
 def _consistent(r: dict[str, Any]) -> str:
@@ -99,12 +99,6 @@ def plot_pairwise_scaling(report: dict[str, Any], aggregate: str, path: str | os
         (ax_bias, "position bias, consistency (%)"),
     ):
         ax.set_ylim(0, 100)
-        ax.set_xlim(min(ks) / 1.3, max(ks) * 1.3)
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(ks, [str(k) for k in ks])
-        ax.set_xlabel("K votes per order")
-        ax.set_title(title)
-        ax.grid(alpha=0.3)
-        ax.legend()
+        k_axis(ax, ks, "K votes per order", title)
     fig.tight_layout()
     _save(fig, path)

@@ -114,18 +114,13 @@ def reward_model(tiny_model_path):
     return EQARewardModel.from_pretrained(str(tiny_model_path), batch_size=4)
 
 
-def test_judge_pairs_asks_both_orders_over_the_same_frames(reward_model, synthetic_folder):
+def test_judge_pairs_asks_both_orders_over_the_same_frames(
+    reward_model, synthetic_folder, record_requests
+):
     _, questions = synthetic_folder
     a, b = (dataclasses.replace(questions[0], question_id=f"q#{n}") for n in range(2))
     a.predicted_answer, b.predicted_answer = "the red sofa", "a blue bed"
-    seen = []
-    real = reward_model.backend.generate
-
-    def spy(requests, params):
-        seen.extend(requests)
-        return real(requests, params)
-
-    reward_model.backend.generate = spy
+    seen = record_requests(reward_model)
     try:
         (j,) = reward_model.judge_pairs([ResponsePair(a, b)], k=3, seed=0, max_new_tokens=8)
     finally:
