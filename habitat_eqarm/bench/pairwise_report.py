@@ -13,12 +13,14 @@ def _consistent(r: dict[str, Any]) -> str:
     return f"{_pct(c['rate'])} ({c['pairs']}/{r['pairs']})"
 
 
-def table_pairwise(report: dict[str, Any], aggregate: str, title: str) -> str:
+def table_pairwise(
+    report: dict[str, Any], aggregate: str, title: str, over: str = "K votes per order"
+) -> str:
     """A row per K: accuracy per order, their mean, both orders' votes pooled, the share of
     decided verdicts won by the first position, order consistency and the accuracy of the
     consistent verdicts; with bootstrap intervals [lo, hi] and the ties and invalid counts."""
     lines = [
-        f"Pairwise accuracy (%) of {title}, {aggregate} over K votes per order (smaller K are "
+        f"Pairwise accuracy (%) of {title}, {aggregate} over {over} (smaller K are "
         "prefixes of the same samples), percentile-bootstrap intervals over questions [lo, "
         "hi]. A pair: two responses to one question with different GT scores, asked in both "
         "orders. Ties and invalid outcomes are misses. First wins: % of decided verdicts "

@@ -92,7 +92,8 @@ def write_semi_scalar(out: Path, cfg, settings, instances, judgements) -> None:
     results["protocol"] = "semi-scalar"
     results["pairs"] = report
     main_agg = settings.aggregates[0]
-    tables = {"pairwise.md": table_pairwise(report, main_agg, f"{cfg.model} (scores compared)")}
+    title = f"{cfg.model} (the two responses' scores compared)"
+    tables = {"pairwise.md": table_pairwise(report, main_agg, title, "K samples per response")}
     _write(out, results, tables, report, main_agg)
 
 

@@ -178,6 +178,21 @@ def test_eval_pairwise_writes_reports_and_resumes(
     assert run_eval(tiny_model_path, data, out, "pairwise", "--bootstrap", "10") == 0
     assert json.loads((out / "results.json").read_text())["by_k"]["1"][VOTE]["pairs"] == 2
 
+    # the cached verdicts rewritten as a model that always names A: the reports follow them
+    lines = [json.loads(x) for x in (out / "pairs.jsonl").read_text().splitlines()]
+    for line in lines:
+        for sample in (s for o in ("AB", "BA") for s in line["judgement"]["samples"][o]):
+            sample.update(text=OK.format("A"), critique="x", winner="A", format_ok=True)
+            sample["reason"] = None
+    (out / "pairs.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    assert run_eval(tiny_model_path, data, out, "pairwise") == 0
+    r = json.loads((out / "results.json").read_text())["by_k"]["2"][VOTE]
+    assert r["orders"]["AB"]["accuracy"] == 1.0 and r["orders"]["BA"]["accuracy"] == 0.0
+    assert r["position_bias"] == 1.0 and r["consistent"]["pairs"] == 0
+    assert r["invalid_samples"] == {"AB": {}, "BA": {}}
+    table = (out / "pairwise.md").read_text()
+    assert "| 2 | 100.00 [100.00, 100.00] | 0.00 [0.00, 0.00] |" in table
+
 
 def test_eval_semi_scalar_adds_pairs_to_the_pointwise_reports(
     tiny_model_path, synthetic_folder, tmp_path
