@@ -7,6 +7,8 @@ wins, ties, invalid outcomes; their mean; both orders' votes pooled; position bi
 consistency and the accuracy on consistent pairs; breakdowns by category and source;
 invalid samples by reason), ``pairwise.md``, ``table2.md`` (accuracy per category),
 ``invalid.md``, ``pairwise_scaling.png`` and the cache ``pairs.jsonl`` (a killed run resumes).
+The K votes of an order are combined by majority (``--aggregate`` is for scores); ``--limit``
+keeps the first N instances, then pairs them.
 
 ``semi-scalar``: everything `eqarm eval` writes (critique, then a score, per response), plus
 the same pairwise report from comparing the two responses' scores (ties counted), in

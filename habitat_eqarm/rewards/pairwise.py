@@ -60,6 +60,7 @@ INVALID_REASONS = (
     "verdict names both responses",
     "verdict is not exactly A or B",
     "no critique",
+    "several critiques",
     "text outside the blocks",
 )
 
@@ -111,6 +112,8 @@ def parse_verdict(text: str) -> ParsedVerdict:
     if len(verdicts) > 1:
         return ParsedVerdict(critique, None, False, "several verdicts")
     reason = _verdict_reason(verdicts[0])
+    if reason is None and len(blocks) > 1:
+        reason = "several critiques"
     if reason is None and critique is None:
         reason = "no critique"
     if reason is None and not _STRICT.match(text):

@@ -46,6 +46,8 @@ def test_well_formed_verdicts(text, winner):
         ("<critique>x</critique><verdict>a</verdict>", "verdict names no response"),
         ("<critique> </critique><verdict>A</verdict>", "no critique"),
         ("<verdict>A</verdict>", "no critique"),
+        ("<critique>a</critique><critique>b</critique><verdict>A</verdict>", "several critiques"),
+        ("<critique>a <critique>b</critique></critique><verdict>A</verdict>", "no critique"),
         ("<critique>a <verdict>B</verdict></critique><verdict>A</verdict>", "several verdicts"),
         ("<critique>x</critique><verdict>A</verdict> Hope that helps", "text outside the blocks"),
         ("<verdict>A</verdict><critique>x</critique>", "text outside the blocks"),
