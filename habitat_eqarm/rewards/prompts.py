@@ -141,8 +141,10 @@ def build_messages(
     return chat_messages(prompt.system, prompt_text(prompt, instance, **kw), n_frames, as_video)
 
 
-def chat_messages(system: str, text: str, n_frames: int, as_video: bool = False) -> list[dict]:
-    """The system turn, then a user turn of the frames (images or one video) and ``text``."""
+def chat_messages(
+    system: str, text: str, n_frames: int, as_video: bool = False
+) -> list[dict[str, Any]]:
+    """A system turn, then one user turn: the frames (images or one video), then ``text``."""
     if as_video:
         media = [{"type": "video"}] if n_frames else []
     else:
