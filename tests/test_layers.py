@@ -32,6 +32,7 @@ LAYERS = {
     "training": 3,
     "serve": 4,
     "integrations": 4,
+    "agents": 4,
     "testing": 5,
     "cli": 6,
     "": 7,

@@ -9,6 +9,7 @@ reliability diagram of score/10 at the largest K) and the per-instance sample ca
 percentile-bootstrap intervals (``ci``: ``lo``/``hi``), seeded with ``--seed``; the
 calibration error (ECE) of score/10 counts a response correct iff its GT score is at least
 ``--correct_at``. Changing only these reporting options reuses every cached sample.
+``--protocol pairwise`` or ``semi-scalar`` adds pairwise reports (:mod:`.eval_pairwise`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from habitat_eqarm.rewards.backends.base import MAX_PIXELS
 from habitat_eqarm.rewards.parsing import AGGREGATES, aggregate_scores
 from habitat_eqarm.rewards.prompts import REWARD_MODEL_PROMPT
 from habitat_eqarm.rewards.sample_cache import EvalSettings, SampleCache, sample_all
+
+PROTOCOLS = ("pointwise", "semi-scalar", "pairwise")
 
 
 @dataclass
@@ -71,6 +74,13 @@ class EvalConfig:
     keyframe_method: str = "uniform"
     frames_as: str = field(default="images", metadata={"help": "images or video"})
     max_pixels: int = MAX_PIXELS
+    protocol: str = field(
+        default="pointwise",
+        metadata={
+            "help": "pointwise, semi-scalar (pointwise, and its scores compared per "
+            "pair) or pairwise (a verdict on each pair, in both orders)"
+        },
+    )
 
 
 def make_parser():
@@ -134,34 +144,48 @@ def check_instances(instances, where: str) -> None:
         raise InstanceError("no instances to evaluate")
 
 
+def load_reward_model(cfg: EvalConfig):
+    """The reward model the options name (backend, frames, batch size)."""
+    from habitat_eqarm.rewards.model import EQARewardModel
+
+    options = {"max_pixels": cfg.max_pixels, **backend_kwargs(cfg.backend_kwargs)}
+    if cfg.backend == "hf":  # requests per forward pass; remote backends batch themselves
+        options = {"batch_size": cfg.batch_size, **options}
+    return EQARewardModel.from_pretrained(
+        cfg.model,
+        cfg.backend,
+        num_keyframes=cfg.num_keyframes,
+        keyframe_method=cfg.keyframe_method,
+        frames_as=cfg.frames_as,
+        **options,
+    )
+
+
 def main(cfg: EvalConfig) -> int:
     """Run the evaluation and write the reports; returns 0."""
+    from habitat_eqarm.cli import eval_pairwise
     from habitat_eqarm.cli.common import progress_bar
 
+    if cfg.protocol not in PROTOCOLS:
+        raise ValueError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got {cfg.protocol!r}")
+    if cfg.protocol == "pairwise":
+        return eval_pairwise.main(cfg)
     settings = settings_from(cfg)
     instances = load_instances(cfg.data, cfg.split, cfg.data_root)[: cfg.limit]
     check_instances(instances, str(cfg.data))
+    if cfg.protocol == "semi-scalar":  # refuse data without pairs before any sampling
+        eval_pairwise.pairs_of(instances, str(cfg.data))
     out = Path(cfg.out)
     cache = SampleCache(out / "samples.jsonl", fingerprint(cfg, settings)).load()
     model = None
     if any(inst.question_id not in cache.entries for inst in instances):
-        from habitat_eqarm.rewards.model import EQARewardModel
-
-        options = {"max_pixels": cfg.max_pixels, **backend_kwargs(cfg.backend_kwargs)}
-        if cfg.backend == "hf":  # requests per forward pass; remote backends batch themselves
-            options = {"batch_size": cfg.batch_size, **options}
-        model = EQARewardModel.from_pretrained(
-            cfg.model,
-            cfg.backend,
-            num_keyframes=cfg.num_keyframes,
-            keyframe_method=cfg.keyframe_method,
-            frames_as=cfg.frames_as,
-            **options,
-        )
+        model = load_reward_model(cfg)
     with progress_bar(len(instances), f"eval K={max(settings.ks)}") as bar:
         judgements, failures = sample_all(model, instances, settings, cache, progress=bar.update)
     report = score_report(instances, judgements, settings)
     write_reports(out, cfg, settings, instances, judgements, report, failures)
+    if cfg.protocol == "semi-scalar":
+        eval_pairwise.write_semi_scalar(out, cfg, settings, instances, judgements)
     if model is not None:
         model.close()
     return 0

@@ -25,12 +25,14 @@ class SampleCache:
     """Per-instance Kmax judgements in a JSONL file, keyed by question id and a fingerprint.
 
     Lines with another fingerprint (other model, prompt, K or sampling settings) are ignored,
-    and so is a torn last line left by a killed run.
+    and so is a torn last line left by a killed run. ``record_type``: what a line holds, any
+    class with ``question_id``, ``to_dict`` and ``from_dict`` (pairwise verdicts use it).
     """
 
     path: Path
     fingerprint: dict[str, Any]
     entries: dict[str, Judgement] = field(default_factory=dict)
+    record_type: type = Judgement
     _tail_checked: bool = False
 
     def load(self, accept_any: bool = False) -> SampleCache:
@@ -42,7 +44,7 @@ class SampleCache:
                 try:
                     record = json.loads(line)
                     if accept_any or record.get("fingerprint") == self.fingerprint:
-                        judgement = Judgement.from_dict(record["judgement"])
+                        judgement = self.record_type.from_dict(record["judgement"])
                         self.entries[judgement.question_id] = judgement
                 except (json.JSONDecodeError, KeyError, TypeError):
                     continue  # a line torn by a kill, or from another version
@@ -96,8 +98,12 @@ def sample_all(
     settings: EvalSettings,
     cache: SampleCache,
     progress: Callable[[int], None] | None = None,
+    method: str = "score",
 ) -> tuple[dict[str, Judgement], list[dict[str, str]]]:
-    """Kmax judgements for every instance (cached ones reused) and the failures."""
+    """Kmax judgements for every instance (cached ones reused) and the failures.
+
+    ``method``: the model's method that judges a batch (``"judge_pairs"`` for pairs).
+    """
     kmax = max(settings.ks)
     todo = [(i, inst) for i, inst in enumerate(instances) if inst.question_id not in cache.entries]
     if progress:
@@ -105,14 +111,14 @@ def sample_all(
     failures: list[dict[str, str]] = []
     for start in range(0, len(todo), settings.batch_size):
         batch = todo[start : start + settings.batch_size]
-        for judgement in _score_batch(model, batch, settings, kmax, failures):
+        for judgement in _score_batch(model, batch, settings, kmax, failures, method):
             cache.add(judgement)
         if progress:
             progress(len(batch))
     return cache.entries, failures
 
 
-def _score_batch(model, batch, settings, kmax, failures) -> list[Judgement]:
+def _score_batch(model, batch, settings, kmax, failures, method="score") -> list[Judgement]:
     """Score a batch; if it fails, score its instances one by one and record those that fail."""
     kwargs = dict(
         k=kmax,
@@ -122,11 +128,12 @@ def _score_batch(model, batch, settings, kmax, failures) -> list[Judgement]:
     )
     out: list[Judgement] = []
     try:
-        return model.score([inst for _, inst in batch], seed=settings.seed + batch[0][0], **kwargs)
+        score = getattr(model, method)
+        return score([inst for _, inst in batch], seed=settings.seed + batch[0][0], **kwargs)
     except Exception:  # one bad item must not cost the batch: retry them one by one
         if len(batch) > 1:
             for index, inst in batch:
-                out += _score_batch(model, [(index, inst)], settings, kmax, failures)
+                out += _score_batch(model, [(index, inst)], settings, kmax, failures, method)
             return out
         (index, inst), err = batch[0], sys.exc_info()[1]
     failures.append({"question_id": inst.question_id, "error": f"{type(err).__name__}: {err}"})
