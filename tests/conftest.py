@@ -79,3 +79,14 @@ def eqarm_server(tiny_model_path, synthetic_folder, tmp_path_factory):
     server = start_server(tiny_model_path, args, log_path=folder / "server.log", token=token)
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A local Ray cluster of 2 CPUs, started once for every Ray engine test (a start costs
+    seconds); skips when the ``ray`` extra is not installed."""
+    ray = pytest.importorskip("ray", reason="the ray extra (pip install .[ray]) is not installed")
+    pytest.importorskip("ray.data", reason="Ray Data (ray[data]) is not installed")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()

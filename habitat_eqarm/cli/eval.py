@@ -13,6 +13,7 @@ calibration error (ECE) of score/10 counts a response correct iff its GT score i
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,12 +34,18 @@ from habitat_eqarm.data.schema import InstanceError, check_unique_ids
 from habitat_eqarm.rewards.backends.base import MAX_PIXELS
 from habitat_eqarm.rewards.parsing import AGGREGATES, aggregate_scores
 from habitat_eqarm.rewards.prompts import REWARD_MODEL_PROMPT
-from habitat_eqarm.rewards.sample_cache import EvalSettings, SampleCache, sample_all
+from habitat_eqarm.rewards.ray_engine import EngineOptions, check_engine
+from habitat_eqarm.rewards.sample_cache import (
+    EvalSettings,
+    SampleCache,
+    sample_all,
+    sample_all_ray,
+)
 
 
 @dataclass
-class EvalConfig:
-    """Options of `eqarm eval`."""
+class EvalConfig(EngineOptions):
+    """Options of `eqarm eval` (``--engine ray``: scored in Ray actors, same results)."""
 
     model: str = field(metadata={"help": "reward model: local path or hub id"})
     data: str = field(metadata={"help": "labelled instances: .jsonl, .parquet or dataset folder"})
@@ -139,32 +146,46 @@ def main(cfg: EvalConfig) -> int:
     from habitat_eqarm.cli.common import progress_bar
 
     settings = settings_from(cfg)
+    check_engine(cfg)
     instances = load_instances(cfg.data, cfg.split, cfg.data_root)[: cfg.limit]
     check_instances(instances, str(cfg.data))
     out = Path(cfg.out)
     cache = SampleCache(out / "samples.jsonl", fingerprint(cfg, settings)).load()
-    model = None
-    if any(inst.question_id not in cache.entries for inst in instances):
-        from habitat_eqarm.rewards.model import EQARewardModel
-
-        options = {"max_pixels": cfg.max_pixels, **backend_kwargs(cfg.backend_kwargs)}
-        if cfg.backend == "hf":  # requests per forward pass; remote backends batch themselves
-            options = {"batch_size": cfg.batch_size, **options}
-        model = EQARewardModel.from_pretrained(
-            cfg.model,
-            cfg.backend,
-            num_keyframes=cfg.num_keyframes,
-            keyframe_method=cfg.keyframe_method,
-            frames_as=cfg.frames_as,
-            **options,
-        )
+    open_model = functools.partial(open_reward_model, cfg)
     with progress_bar(len(instances), f"eval K={max(settings.ks)}") as bar:
-        judgements, failures = sample_all(model, instances, settings, cache, progress=bar.update)
+        if cfg.engine == "ray":
+            judgements, failures = sample_all_ray(
+                open_model, instances, settings, cache, cfg, progress=bar.update
+            )
+            model = None
+        else:
+            todo = any(inst.question_id not in cache.entries for inst in instances)
+            model = open_model() if todo else None
+            judgements, failures = sample_all(
+                model, instances, settings, cache, progress=bar.update
+            )
     report = score_report(instances, judgements, settings)
     write_reports(out, cfg, settings, instances, judgements, report, failures)
     if model is not None:
         model.close()
     return 0
+
+
+def open_reward_model(cfg: EvalConfig):
+    """The reward model the options name (in this process, or in each Ray actor)."""
+    from habitat_eqarm.rewards.model import EQARewardModel
+
+    options = {"max_pixels": cfg.max_pixels, **backend_kwargs(cfg.backend_kwargs)}
+    if cfg.backend == "hf":  # requests per forward pass; remote backends batch themselves
+        options = {"batch_size": cfg.batch_size, **options}
+    return EQARewardModel.from_pretrained(
+        cfg.model,
+        cfg.backend,
+        num_keyframes=cfg.num_keyframes,
+        keyframe_method=cfg.keyframe_method,
+        frames_as=cfg.frames_as,
+        **options,
+    )
 
 
 def write_reports(out, cfg, settings, instances, judgements, report, failures) -> None:
