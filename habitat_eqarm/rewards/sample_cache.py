@@ -152,11 +152,11 @@ def sample_all_ray(
             progress(len(batch))
 
     batches = pending_batches(instances, settings, cache, progress)
-    map_shards(batches, functools.partial(_BatchScorer, open_model, settings), on_result, engine)
+    map_shards(batches, functools.partial(BatchScorer, open_model, settings), on_result, engine)
     return cache.entries, failures
 
 
-class _BatchScorer:
+class BatchScorer:
     """Scores batches with a model it opens once (one per Ray actor)."""
 
     def __init__(self, open_model: Callable[[], EQARewardModel], settings: EvalSettings) -> None:
