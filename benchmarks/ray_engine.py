@@ -8,16 +8,20 @@ ratio measures the engine, not intra-op threading. The instances are OpenEQA's d
 on its real 1280x720 video when OpenEQA is here (else a synthetic episode), repeated with
 distinct ids.
 
-Two rates per engine, from the times the scored batches reach the driver:
+Two rates per engine:
 
-* ``steady``: instances scored after the first batch arrived, over the time from that
-  arrival to the last one (model loading and actor start-up excluded);
-* ``end_to_end``: every instance over the whole call, the model's (or actors') loading in.
+* ``scoring``: instances over the span from the first batch's start to the last batch's end,
+  stamped inside the workers (``EQARewardModel.score`` wrapped), so model loading and actor
+  start-up are left out;
+* ``end_to_end``: instances over the whole call, as the driver sees it, the model's (or the
+  actors') loading in.
+* ``per_worker_sum``: each worker's instances over its own first-start-to-last-end span,
+  summed (the pool's rate once every actor is up: the actors' start-up skew left out).
 
 Also checked: both engines give the same judgements. Prints a Markdown table, then one JSON
 object as the last line.
 
-Usage: python benchmarks/ray_engine.py [--n 24] [--k 4] [--tokens 16] [--batch 2] [--workers 2]
+Usage: python benchmarks/ray_engine.py [--n 48] [--k 4] [--tokens 16] [--batch 2] [--workers 2]
 """
 
 from __future__ import annotations
@@ -59,40 +63,57 @@ def instances(folder: Path, n: int) -> tuple[list[EQAInstance], str]:
     return out, where
 
 
-def open_model(path: str, batch_size: int) -> EQARewardModel:
+class StampedModel:
+    """The reward model, each judgement stamped with its batch's wall-clock start and end
+    and the worker's process id."""
+
+    def __init__(self, model: EQARewardModel) -> None:
+        self.model = model
+
+    def score(self, *args, **kwargs):
+        """``EQARewardModel.score``, then the stamps (``timings["t0"]``, ``["t1"]``)."""
+        t0 = time.time()
+        judgements = self.model.score(*args, **kwargs)
+        t1 = time.time()
+        for judgement in judgements:
+            judgement.timings.update(t0=t0, t1=t1, pid=os.getpid())
+        return judgements
+
+    def close(self) -> None:
+        """Release the model."""
+        self.model.close()
+
+
+def open_model(path: str, batch_size: int) -> StampedModel:
     """The reward model on the hf backend, one thread (as each Ray actor has)."""
     import torch
 
     torch.set_num_threads(1)
-    return EQARewardModel.from_pretrained(path, "hf", num_keyframes=3, batch_size=batch_size)
+    model = EQARewardModel.from_pretrained(path, "hf", num_keyframes=3, batch_size=batch_size)
+    return StampedModel(model)
 
 
-class Clock:
-    """Arrival times of scored batches (the progress callback of ``sample_all``)."""
-
-    def __init__(self) -> None:
-        self.start = time.perf_counter()
-        self.arrivals: list[tuple[float, int]] = []
-
-    def __call__(self, n: int) -> None:
-        if n:
-            self.arrivals.append((time.perf_counter(), n))
-
-    def rates(self) -> dict[str, float]:
-        """Instances per second, steady and end to end (see the module doc)."""
-        (t_first, n_first), t_last = self.arrivals[0], self.arrivals[-1][0]
-        total = sum(n for _, n in self.arrivals)
-        return {
-            "steady": (total - n_first) / (t_last - t_first),
-            "end_to_end": total / (t_last - self.start),
-            "wall_s": t_last - self.start,
-        }
+def rates(cache: SampleCache, start: float, end: float) -> dict[str, float]:
+    """Instances per second while scoring, per worker summed, and end to end (module doc)."""
+    stamps = [j.timings for j in cache.entries.values()]
+    span = max(t["t1"] for t in stamps) - min(t["t0"] for t in stamps)
+    per_worker = 0.0
+    for pid in {t["pid"] for t in stamps}:
+        mine = [t for t in stamps if t["pid"] == pid]
+        per_worker += len(mine) / (max(t["t1"] for t in mine) - min(t["t0"] for t in mine))
+    return {
+        "scoring": len(stamps) / span,
+        "per_worker_sum": per_worker,
+        "end_to_end": len(stamps) / (end - start),
+        "scoring_s": span,
+        "wall_s": end - start,
+    }
 
 
 def main() -> None:
     """Run both engines and print the comparison."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=24, help="instances to score")
+    parser.add_argument("--n", type=int, default=48, help="instances to score")
     parser.add_argument("--k", type=int, default=4, help="samples per instance")
     parser.add_argument("--tokens", type=int, default=16, help="new tokens per sample")
     parser.add_argument("--batch", type=int, default=2, help="instances per batch (a shard)")
@@ -109,19 +130,19 @@ def main() -> None:
         settings = EvalSettings(ks=(args.k,), max_new_tokens=args.tokens, batch_size=args.batch)
         opener = functools.partial(open_model, model_path, args.batch)
 
-        clock = Clock()
         local_cache = SampleCache(folder / "local.jsonl", {"run": "local"})
+        start = time.time()
         model = opener()
-        sample_all(model, labelled, settings, local_cache, progress=clock)
+        sample_all(model, labelled, settings, local_cache)
+        local = rates(local_cache, start, time.time())
         model.close()
-        local = clock.rates()
 
         ray.init(num_cpus=args.workers, include_dashboard=False, log_to_driver=False)
         options = EngineOptions(engine="ray", ray_workers=args.workers, ray_num_cpus=1)
-        clock = Clock()
         ray_cache = SampleCache(folder / "ray.jsonl", {"run": "ray"})
-        sample_all_ray(opener, labelled, settings, ray_cache, options, progress=clock)
-        distributed = clock.rates()
+        start = time.time()
+        sample_all_ray(opener, labelled, settings, ray_cache, options)
+        distributed = rates(ray_cache, start, time.time())
         ray.shutdown()
 
         def strip(cache):
@@ -129,16 +150,19 @@ def main() -> None:
 
         same = strip(local_cache) == strip(ray_cache)
 
-    ratio = {key: distributed[key] / local[key] for key in ("steady", "end_to_end")}
+    ratio = {k: distributed[k] / local[k] for k in ("scoring", "per_worker_sum", "end_to_end")}
     rows = [
         ("local, 1 worker", local),
         (f"ray, {args.workers} actors", distributed),
     ]
     print(f"Scoring {args.n} instances at K={args.k}, {args.tokens} new tokens, {where}")
-    print("\n| engine | steady inst/s | end-to-end inst/s | wall s |\n|---|---:|---:|---:|")
+    print("\n| engine | scoring inst/s | per worker, summed | end to end | scoring s | wall s |")
+    print("|---|---:|---:|---:|---:|---:|")
     for name, r in rows:
-        print(f"| {name} | {r['steady']:.2f} | {r['end_to_end']:.2f} | {r['wall_s']:.1f} |")
-    print(f"| ratio | {ratio['steady']:.2f}x | {ratio['end_to_end']:.2f}x | |\n")
+        line = f"| {name} | {r['scoring']:.2f} | {r['per_worker_sum']:.2f} | {r['end_to_end']:.2f}"
+        print(f"{line} | {r['scoring_s']:.1f} | {r['wall_s']:.1f} |")
+    shown = " | ".join(f"{ratio[k]:.2f}x" for k in ("scoring", "per_worker_sum", "end_to_end"))
+    print(f"| ratio | {shown} | | |\n")
     print(
         json.dumps(
             {
@@ -151,7 +175,8 @@ def main() -> None:
                 "workers": args.workers,
                 "local": local,
                 "ray": distributed,
-                "ratio_steady": ratio["steady"],
+                "ratio_scoring": ratio["scoring"],
+                "ratio_per_worker_sum": ratio["per_worker_sum"],
                 "ratio_end_to_end": ratio["end_to_end"],
                 "same_results": same,
                 "load_average": os.getloadavg(),
