@@ -37,23 +37,17 @@ import tempfile
 import time
 from pathlib import Path
 
-from habitat_eqarm.data import EQAInstance, find_openeqa_dir, load_openeqa
-from habitat_eqarm.data.synthetic import make_synthetic_episode
+from habitat_eqarm.data import EQAInstance
 from habitat_eqarm.rewards.model import EQARewardModel
 from habitat_eqarm.rewards.ray_engine import EngineOptions
 from habitat_eqarm.rewards.sample_cache import EvalSettings, SampleCache, sample_all, sample_all_ray
 from habitat_eqarm.testing import make_tiny_model
+from habitat_eqarm.testing.toy import demo_or_synthetic_questions
 
 
 def instances(folder: Path, n: int) -> tuple[list[EQAInstance], str]:
     """``n`` labelled instances on the demo questions (or a synthetic episode's)."""
-    data = find_openeqa_dir()
-    if data is not None:
-        found = load_openeqa(data / "open-eqa-demo-data.json", data_root=data)
-        where = "OpenEQA demo video, 1280x720"
-    else:
-        _, found = make_synthetic_episode(folder / "episode", frames_per_room=5)
-        where = "synthetic episode, 320x240"
+    found, where = demo_or_synthetic_questions(folder)
     out = []
     for i in range(n):
         inst = found[i % len(found)]
