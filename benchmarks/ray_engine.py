@@ -15,6 +15,8 @@ Two rates per engine:
   start-up are left out;
 * ``end_to_end``: instances over the whole call, as the driver sees it, the model's (or the
   actors') loading in.
+* ``cpu_s_per_instance``: the workers' CPU seconds per instance; it does not depend on what
+  else the machine runs, so ``workers * local / ray`` of it is the ratio on idle cores;
 * ``per_worker_sum``: each worker's instances over its own first-start-to-last-end span,
   summed (the pool's rate once every actor is up: the actors' start-up skew left out).
 
@@ -58,19 +60,19 @@ def instances(folder: Path, n: int) -> tuple[list[EQAInstance], str]:
 
 
 class StampedModel:
-    """The reward model, each judgement stamped with its batch's wall-clock start and end
-    and the worker's process id."""
+    """The reward model, each judgement stamped with its batch's wall-clock start and end,
+    the worker's process id and its CPU seconds (the batch's, split evenly)."""
 
     def __init__(self, model: EQARewardModel) -> None:
         self.model = model
 
     def score(self, *args, **kwargs):
         """``EQARewardModel.score``, then the stamps (``timings["t0"]``, ``["t1"]``)."""
-        t0 = time.time()
+        t0, c0 = time.time(), time.process_time()
         judgements = self.model.score(*args, **kwargs)
-        t1 = time.time()
+        t1, cpu = time.time(), (time.process_time() - c0) / len(judgements)
         for judgement in judgements:
-            judgement.timings.update(t0=t0, t1=t1, pid=os.getpid())
+            judgement.timings.update(t0=t0, t1=t1, pid=os.getpid(), cpu_s=cpu)
         return judgements
 
     def close(self) -> None:
@@ -100,6 +102,7 @@ def rates(cache: SampleCache, start: float, end: float) -> dict[str, float]:
         "per_worker_sum": per_worker,
         "end_to_end": len(stamps) / (end - start),
         "scoring_s": span,
+        "cpu_s_per_instance": sum(t["cpu_s"] for t in stamps) / len(stamps),
         "wall_s": end - start,
     }
 
@@ -155,8 +158,12 @@ def main() -> None:
     for name, r in rows:
         line = f"| {name} | {r['scoring']:.2f} | {r['per_worker_sum']:.2f} | {r['end_to_end']:.2f}"
         print(f"{line} | {r['scoring_s']:.1f} | {r['wall_s']:.1f} |")
+    cpu_ratio = local["cpu_s_per_instance"] / distributed["cpu_s_per_instance"]
     shown = " | ".join(f"{ratio[k]:.2f}x" for k in ("scoring", "per_worker_sum", "end_to_end"))
     print(f"| ratio | {shown} | | |\n")
+    cpu = (local["cpu_s_per_instance"], distributed["cpu_s_per_instance"])
+    print(f"CPU s per instance: local {cpu[0]:.3f}, ray {cpu[1]:.3f}; on idle cores the ratio")
+    print(f"would be {args.workers} x {cpu_ratio:.2f} = {args.workers * cpu_ratio:.2f}x\n")
     print(
         json.dumps(
             {
@@ -171,6 +178,7 @@ def main() -> None:
                 "ray": distributed,
                 "ratio_scoring": ratio["scoring"],
                 "ratio_per_worker_sum": ratio["per_worker_sum"],
+                "ratio_idle_cores": args.workers * cpu_ratio,
                 "ratio_end_to_end": ratio["end_to_end"],
                 "same_results": same,
                 "load_average": os.getloadavg(),

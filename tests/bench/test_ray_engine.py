@@ -37,20 +37,23 @@ def cache_lines(path):
     return rows
 
 
-def actor_pids():
-    """Reward-model actor processes of this test session's Ray (descendants of this process)."""
+def busy_actor_pids():
+    """Reward-model actors of this session's Ray (descendants of this process) that are
+    running a shard: Ray titles such a process ``ray::<actor class>.submit``."""
     pids = []
     for proc in psutil.Process().children(recursive=True):
         try:
-            if proc.cmdline()[:1] and proc.cmdline()[0].startswith(ACTOR):
-                pids.append(proc.pid)
+            title = proc.cmdline()[:1]
         except psutil.Error:
             continue
+        if title and title[0].startswith(ACTOR) and title[0].endswith(".submit"):
+            pids.append(proc.pid)
     return pids
 
 
 class ActorKiller(threading.Thread):
-    """Once ``path`` has ``after`` lines (the run is under way), SIGKILLs one actor."""
+    """Once ``path`` has ``after`` lines (the run is under way), SIGKILLs an actor while it
+    scores a shard."""
 
     def __init__(self, path, after):
         super().__init__(daemon=True)
@@ -61,7 +64,7 @@ class ActorKiller(threading.Thread):
     def run(self):
         while not self.stop.is_set():
             lines = len(self.path.read_text().splitlines()) if self.path.is_file() else 0
-            pids = actor_pids()
+            pids = busy_actor_pids()
             if lines >= self.after and pids:
                 os.kill(pids[0], signal.SIGKILL)
                 self.killed, self.lines_then = pids[0], lines
