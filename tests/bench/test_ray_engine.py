@@ -16,6 +16,7 @@ import pytest
 from habitat_eqarm.bench.builder.generate import GenerateConfig, run_generate
 from habitat_eqarm.bench.builder.judge import JudgeConfig, run_judge
 from habitat_eqarm.cli.main import main
+from habitat_eqarm.data import write_jsonl
 from habitat_eqarm.rewards.ray_engine import EngineOptions, actor_resources, check_engine
 
 ACTOR = "ray::MapWorker(MapBatches(_ShardActor))"
@@ -76,11 +77,13 @@ class ActorKiller(threading.Thread):
 def test_eval_on_ray_survives_a_killed_actor_and_equals_the_local_engine(
     ray_cluster, tiny_model_path, labelled, tmp_path
 ):
-    data, instances = labelled
+    _, instances = labelled
+    instances[3].episode_path = str(tmp_path / "gone.mp4")  # skipped and reported, both engines
+    data = write_jsonl(tmp_path / "with-a-bad-one.jsonl", instances)
     local, distributed = tmp_path / "local", tmp_path / "ray"
     assert main(eval_args(tiny_model_path, data, local)) == 0
     expected = cache_lines(local / "samples.jsonl")
-    assert len(expected) == len(instances) == 6
+    assert len(expected) == len(instances) - 1 == 5
 
     # resume semantics shared with the local engine: 1 cached line and a torn one to start
     distributed.mkdir()
@@ -95,17 +98,19 @@ def test_eval_on_ray_survives_a_killed_actor_and_equals_the_local_engine(
         killer.stop.set()
         killer.join()
     assert killer.killed is not None, "no actor was killed: the run ended first"
-    assert killer.lines_then < 7  # killed mid-run (1 + torn + new lines), shards left to do
+    assert killer.lines_then < 6  # killed mid-run (1 + torn + new lines), shards left to do
     assert not psutil.pid_exists(killer.killed) or psutil.Process(killer.killed).status() in (
         psutil.STATUS_ZOMBIE,
         psutil.STATUS_DEAD,
     )
     got = cache_lines(distributed / "samples.jsonl")
     ids = [row["judgement"]["question_id"] for row in got]
-    assert len(ids) == len(set(ids)) == 6  # nothing duplicated, nothing lost
+    assert len(ids) == len(set(ids)) == 5  # nothing duplicated, nothing lost
     assert got == expected  # same judgements (and order) as the local engine
     results = [json.loads((d / "results.json").read_text()) for d in (local, distributed)]
-    assert results[0]["by_k"] == results[1]["by_k"] and results[1]["failures"] == []
+    assert results[0]["by_k"] == results[1]["by_k"]
+    assert results[0]["failures"] == results[1]["failures"]
+    assert [f["question_id"] for f in results[1]["failures"]] == [instances[3].question_id]
     assert results[1]["config"]["engine"] == "ray"
 
 
