@@ -9,6 +9,7 @@ reliability diagram of score/10 at the largest K) and the per-instance sample ca
 percentile-bootstrap intervals (``ci``: ``lo``/``hi``), seeded with ``--seed``; the
 calibration error (ECE) of score/10 counts a response correct iff its GT score is at least
 ``--correct_at``. Changing only these reporting options reuses every cached sample.
+``--protocol pairwise`` or ``semi-scalar`` adds pairwise reports (:mod:`.eval_pairwise`).
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ from habitat_eqarm.rewards.sample_cache import (
     sample_all,
     sample_all_ray,
 )
+
+PROTOCOLS = ("pointwise", "semi-scalar", "pairwise")
 
 
 @dataclass
@@ -78,6 +81,13 @@ class EvalConfig(EngineOptions):
     keyframe_method: str = "uniform"
     frames_as: str = field(default="images", metadata={"help": "images or video"})
     max_pixels: int = MAX_PIXELS
+    protocol: str = field(
+        default="pointwise",
+        metadata={
+            "help": "pointwise, semi-scalar (pointwise, and its scores compared per "
+            "pair) or pairwise (a verdict on each pair, in both orders)"
+        },
+    )
 
 
 def make_parser():
@@ -141,38 +151,8 @@ def check_instances(instances, where: str) -> None:
         raise InstanceError("no instances to evaluate")
 
 
-def main(cfg: EvalConfig) -> int:
-    """Run the evaluation and write the reports; returns 0."""
-    from habitat_eqarm.cli.common import progress_bar
-
-    settings = settings_from(cfg)
-    check_engine(cfg)
-    instances = load_instances(cfg.data, cfg.split, cfg.data_root)[: cfg.limit]
-    check_instances(instances, str(cfg.data))
-    out = Path(cfg.out)
-    cache = SampleCache(out / "samples.jsonl", fingerprint(cfg, settings)).load()
-    open_model = functools.partial(open_reward_model, cfg)
-    with progress_bar(len(instances), f"eval K={max(settings.ks)}") as bar:
-        if cfg.engine == "ray":
-            judgements, failures = sample_all_ray(
-                open_model, instances, settings, cache, cfg, progress=bar.update
-            )
-            model = None
-        else:
-            todo = any(inst.question_id not in cache.entries for inst in instances)
-            model = open_model() if todo else None
-            judgements, failures = sample_all(
-                model, instances, settings, cache, progress=bar.update
-            )
-    report = score_report(instances, judgements, settings)
-    write_reports(out, cfg, settings, instances, judgements, report, failures)
-    if model is not None:
-        model.close()
-    return 0
-
-
-def open_reward_model(cfg: EvalConfig):
-    """The reward model the options name (in this process, or in each Ray actor)."""
+def load_reward_model(cfg: EvalConfig):
+    """The reward model the options name (backend, frames, batch size)."""
     from habitat_eqarm.rewards.model import EQARewardModel
 
     options = {"max_pixels": cfg.max_pixels, **backend_kwargs(cfg.backend_kwargs)}
@@ -186,6 +166,47 @@ def open_reward_model(cfg: EvalConfig):
         frames_as=cfg.frames_as,
         **options,
     )
+
+
+def sample_with_engine(cfg: EvalConfig, items, settings, cache, progress, method="score"):
+    """``(judgements, failures)`` of :func:`sample_all` (``--engine local``: the model opened
+    here, only if something is not cached) or :func:`sample_all_ray` (in Ray actors)."""
+    if cfg.engine == "ray":
+        opener = functools.partial(load_reward_model, cfg)
+        return sample_all_ray(opener, items, settings, cache, cfg, progress, method)
+    missing = any(item.question_id not in cache.entries for item in items)
+    model = load_reward_model(cfg) if missing else None
+    try:
+        return sample_all(model, items, settings, cache, progress=progress, method=method)
+    finally:
+        if model is not None:
+            model.close()
+
+
+def main(cfg: EvalConfig) -> int:
+    """Run the evaluation and write the reports; returns 0."""
+    from habitat_eqarm.cli import eval_pairwise
+    from habitat_eqarm.cli.common import progress_bar
+
+    if cfg.protocol not in PROTOCOLS:
+        raise ValueError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got {cfg.protocol!r}")
+    check_engine(cfg)
+    if cfg.protocol == "pairwise":
+        return eval_pairwise.main(cfg)
+    settings = settings_from(cfg)
+    instances = load_instances(cfg.data, cfg.split, cfg.data_root)[: cfg.limit]
+    check_instances(instances, str(cfg.data))
+    if cfg.protocol == "semi-scalar":  # refuse data without pairs before any sampling
+        eval_pairwise.pairs_of(instances, str(cfg.data))
+    out = Path(cfg.out)
+    cache = SampleCache(out / "samples.jsonl", fingerprint(cfg, settings)).load()
+    with progress_bar(len(instances), f"eval K={max(settings.ks)}") as bar:
+        judgements, failures = sample_with_engine(cfg, instances, settings, cache, bar.update)
+    report = score_report(instances, judgements, settings)
+    write_reports(out, cfg, settings, instances, judgements, report, failures)
+    if cfg.protocol == "semi-scalar":
+        eval_pairwise.write_semi_scalar(out, cfg, settings, instances, judgements)
+    return 0
 
 
 def write_reports(out, cfg, settings, instances, judgements, report, failures) -> None:

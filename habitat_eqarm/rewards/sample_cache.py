@@ -29,12 +29,14 @@ class SampleCache:
     """Per-instance Kmax judgements in a JSONL file, keyed by question id and a fingerprint.
 
     Lines with another fingerprint (other model, prompt, K or sampling settings) are ignored,
-    and so is a torn last line left by a killed run.
+    and so is a torn last line left by a killed run. ``record_type``: what a line holds, any
+    class with ``question_id``, ``to_dict`` and ``from_dict`` (pairwise verdicts use it).
     """
 
     path: Path
     fingerprint: dict[str, Any]
     entries: dict[str, Judgement] = field(default_factory=dict)
+    record_type: type = Judgement
     _tail_checked: bool = False
 
     def load(self, accept_any: bool = False) -> SampleCache:
@@ -46,7 +48,7 @@ class SampleCache:
                 try:
                     record = json.loads(line)
                     if accept_any or record.get("fingerprint") == self.fingerprint:
-                        judgement = Judgement.from_dict(record["judgement"])
+                        judgement = self.record_type.from_dict(record["judgement"])
                         self.entries[judgement.question_id] = judgement
                 except (json.JSONDecodeError, KeyError, TypeError):
                     continue  # a line torn by a kill, or from another version
@@ -100,12 +102,16 @@ def sample_all(
     settings: EvalSettings,
     cache: SampleCache,
     progress: Callable[[int], None] | None = None,
+    method: str = "score",
 ) -> tuple[dict[str, Judgement], list[dict[str, str]]]:
-    """Kmax judgements for every instance (cached ones reused) and the failures."""
+    """Kmax judgements for every instance (cached ones reused) and the failures.
+
+    ``method``: the model's method that judges a batch (``"judge_pairs"`` for pairs).
+    """
     kmax = max(settings.ks)
     failures: list[dict[str, str]] = []
     for batch in pending_batches(instances, settings, cache, progress):
-        for judgement in _score_batch(model, batch, settings, kmax, failures):
+        for judgement in _score_batch(model, batch, settings, kmax, failures, method):
             cache.add(judgement)
         if progress:
             progress(len(batch))
@@ -134,11 +140,13 @@ def sample_all_ray(
     cache: SampleCache,
     engine: EngineOptions,
     progress: Callable[[int], None] | None = None,
+    method: str = "score",
 ) -> tuple[dict[str, Judgement], list[dict[str, str]]]:
     """:func:`sample_all`'s judgements and failures, the batches scored in Ray actors.
 
-    ``open_model`` (picklable) opens the reward model in each actor. Same batches and seeds
-    as :func:`sample_all`; each judgement is added to the cache here as its batch comes back.
+    ``open_model`` (picklable) opens the reward model in each actor. Same batches, seeds and
+    ``method`` as :func:`sample_all`; each judgement is added to the cache here as its batch
+    comes back.
     """
     failures: list[dict[str, str]] = []
 
@@ -152,24 +160,28 @@ def sample_all_ray(
             progress(len(batch))
 
     batches = pending_batches(instances, settings, cache, progress)
-    map_shards(batches, functools.partial(BatchScorer, open_model, settings), on_result, engine)
+    scorer = functools.partial(BatchScorer, open_model, settings, method)
+    map_shards(batches, scorer, on_result, engine)
     return cache.entries, failures
 
 
 class BatchScorer:
     """Scores batches with a model it opens once (one per Ray actor)."""
 
-    def __init__(self, open_model: Callable[[], EQARewardModel], settings: EvalSettings) -> None:
+    def __init__(
+        self, open_model: Callable[[], EQARewardModel], settings: EvalSettings, method: str
+    ) -> None:
         self.model = open_model()
-        self.settings = settings
+        self.settings, self.method = settings, method
 
     def __call__(self, batch: list[tuple[int, EQAInstance]]):
         failures: list[dict[str, str]] = []
         kmax = max(self.settings.ks)
-        return _score_batch(self.model, batch, self.settings, kmax, failures), failures
+        judged = _score_batch(self.model, batch, self.settings, kmax, failures, self.method)
+        return judged, failures
 
 
-def _score_batch(model, batch, settings, kmax, failures) -> list[Judgement]:
+def _score_batch(model, batch, settings, kmax, failures, method="score") -> list[Judgement]:
     """Score a batch; if it fails, score its instances one by one and record those that fail."""
     kwargs = dict(
         k=kmax,
@@ -179,11 +191,12 @@ def _score_batch(model, batch, settings, kmax, failures) -> list[Judgement]:
     )
     out: list[Judgement] = []
     try:
-        return model.score([inst for _, inst in batch], seed=settings.seed + batch[0][0], **kwargs)
+        score = getattr(model, method)
+        return score([inst for _, inst in batch], seed=settings.seed + batch[0][0], **kwargs)
     except Exception:  # one bad item must not cost the batch: retry them one by one
         if len(batch) > 1:
             for index, inst in batch:
-                out += _score_batch(model, [(index, inst)], settings, kmax, failures)
+                out += _score_batch(model, [(index, inst)], settings, kmax, failures, method)
             return out
         (index, inst), err = batch[0], sys.exc_info()[1]
     failures.append({"question_id": inst.question_id, "error": f"{type(err).__name__}: {err}"})
