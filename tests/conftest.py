@@ -109,3 +109,14 @@ class ScriptedBackend(RewardBackend):
 def scripted_backend():
     """A factory of :class:`ScriptedBackend` test doubles."""
     return ScriptedBackend
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A local Ray cluster of 2 CPUs, started once for every Ray engine test (a start costs
+    seconds); skips when the ``ray`` extra is not installed."""
+    ray = pytest.importorskip("ray", reason="the ray extra (pip install .[ray]) is not installed")
+    pytest.importorskip("ray.data", reason="Ray Data (ray[data]) is not installed")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
