@@ -1,10 +1,11 @@
-"""EQARewardBench metrics (spec §7): accuracy within tau, RMSE, their breakdowns, calibration
-and bootstrap confidence intervals.
+"""EQARewardBench metrics (docs/method.md §7): accuracy within tau, RMSE, their breakdowns,
+calibration and bootstrap confidence intervals.
 
 A missing prediction (None: the model wrote nothing parsable) counts as a miss for accuracy
 and is left out of RMSE, MAE, the correlations and the calibration error; ``n_invalid`` says
-how many there were, so parse failures are reported rather than hidden (spec §9). A NaN score,
-predicted or ground truth, is refused with a ValueError: it is a bug upstream, not a miss.
+how many there were, so parse failures are reported rather than hidden (docs/method.md §9).
+A NaN score, predicted or ground truth, is refused with a ValueError: it is a bug upstream,
+not a miss.
 """
 
 from __future__ import annotations

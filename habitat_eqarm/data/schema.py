@@ -1,7 +1,8 @@
 """`EQAInstance`: the one record that travels between every stage (bench, training, inference, gym).
 
-An EQA instance is the paper's ``(q, a, z, v)`` (spec §1): question ``q``, the agent's predicted
-answer ``a``, its reasoning trace ``z`` (a list of steps) and the episode-memory keyframes ``v``.
+An EQA instance is the paper's ``(q, a, z, v)`` (docs/method.md §1): question ``q``, the agent's
+predicted answer ``a``, its reasoning trace ``z`` (a list of steps) and the episode-memory
+keyframes ``v``.
 A labelled instance adds the ground-truth answer, score (integer 0..10) and the judge's critique.
 
 Storage formats, both exact round trips:
@@ -49,8 +50,9 @@ class EQAInstance:
 
     ``episode_path`` is the reference to the episode memory: a folder in OpenEQA's layout or a
     video file, loaded with :meth:`EpisodeMemory.from_path`. ``keyframe_indices`` index into that
-    memory. ``gt_score`` is an integer 0..10 (spec §1). ``meta`` holds anything JSON-serialisable
-    that a stage wants to carry along (prompt ids, generator names, OpenEQA's extra answers, ...).
+    memory. ``gt_score`` is an integer 0..10 (docs/method.md §1). ``meta`` holds anything
+    JSON-serialisable that a stage wants to carry along (prompt ids, generator names, OpenEQA's
+    extra answers, ...).
     """
 
     question_id: str

@@ -1,4 +1,4 @@
-"""`EQARewardModel`: score EQA instances with a generative reward model (spec §1, §6).
+"""`EQARewardModel`: score EQA instances with a generative reward model (docs/method.md §1, §6).
 
 One interface over backends (:mod:`habitat_eqarm.rewards.backends`): the model builds the
 reward-model prompt, picks keyframes from each instance's episode memory, asks the backend for

@@ -1,7 +1,7 @@
 """The generative pairwise protocol: two responses to one question, the RM names the better.
 
-VideoRewardBench's pairwise setting (spec §8) for EQA: the reward model sees the keyframes once,
-the question and two responses (reasoning trace and answer each, shown as "Response A" and
+VideoRewardBench's pairwise setting (docs/method.md §8) for EQA: the reward model sees the keyframes
+once, the question and two responses (reasoning trace and answer each, shown as "Response A" and
 "Response B"), critiques both and ends with ``<verdict>A</verdict>`` or ``<verdict>B</verdict>``.
 Every pair is asked in both orders, so a model that prefers a position shows it.
 

@@ -4,7 +4,8 @@
 optional whitespace, one ``<critique>`` block with non-empty content, optional whitespace, one
 ``<score>`` block holding a single integer 0..10 (whitespace around it allowed), optional
 whitespace. Anything else is malformed; its ``score`` is then a lenient recovery for baseline
-judges and reports only, never for training rewards (spec §4: malformed output gets R_a = 0).
+judges and reports only, never for training rewards (docs/method.md §4: malformed output gets
+R_a = 0).
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ AGGREGATES = ("mean", "majority", "median")
 
 
 def aggregate_scores(scores: Sequence[float | None], method: str = "mean") -> float | None:
-    """Combine K sampled scores into one (test-time scaling, spec §6).
+    """Combine K sampled scores into one (test-time scaling, docs/method.md §6).
 
     ``"mean"``, ``"majority"`` (the most frequent score; a tie gives the mean of the tied
     values) or ``"median"``. None entries (unparsable samples) are dropped; all None -> None.

@@ -1,4 +1,4 @@
-"""The three prompts of EQA-RM (spec §2-3), in our own words, each with a version id.
+"""The three prompts of EQA-RM (docs/method.md §2-3), in our own words, each with a version id.
 
 * the reward-model prompt: keyframes, question, reasoning trace, predicted answer; never the
   ground-truth answer. Output ``<critique>...</critique><score>N</score>``.
@@ -77,7 +77,8 @@ GENERATOR_PROMPT = Prompt(
     ),
 )
 
-#: Appended to the generator prompt when a benchmark builder needs a wrong response (spec §2).
+#: Appended to the generator prompt when a benchmark builder needs a wrong response
+#: (docs/method.md §2).
 WRONG_ANSWER_EXTRA = (
     " For this response, give a plausible but wrong answer, with reasoning that an agent "
     "might believe."

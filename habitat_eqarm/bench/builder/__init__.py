@@ -1,1 +1,1 @@
-"""The EQARewardBench builder (spec §2): generate, judge, review, split, export."""
+"""The EQARewardBench builder (docs/method.md §2): generate, judge, review, split, export."""

@@ -1,4 +1,5 @@
-"""Stage 1 of EQARewardBench (spec §2): N responses per OpenEQA question from a generator VLM.
+"""Stage 1 of EQARewardBench (docs/method.md §2): N responses per OpenEQA question from a generator
+VLM.
 
 Each response is an :class:`EQAInstance` with id ``<question id>#<n>`` (n = 0..N-1), its
 reasoning steps and predicted answer, the keyframes the generator saw, and in ``meta`` how it
@@ -78,7 +79,7 @@ class GenerateConfig(EngineOptions):
 
 
 def wants_wrong_answer(policy: str, n: int, previous_matches: Sequence[bool | None]) -> bool:
-    """Whether response ``n`` should ask for a plausible wrong answer (spec §2's mix).
+    """Whether response ``n`` should ask for a plausible wrong answer (docs/method.md §2's mix).
 
     ``previous_matches``: for responses 0..n-1, whether each matched the ground truth (None
     for one without an answer). ``adaptive`` asks when there are previous responses and all

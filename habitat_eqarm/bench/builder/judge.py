@@ -1,4 +1,5 @@
-"""Stage 2 of EQARewardBench (spec §2): ground-truth scores and critiques from a judge VLM.
+"""Stage 2 of EQARewardBench (docs/method.md §2): ground-truth scores and critiques from a judge
+VLM.
 
 The judge sees the keyframes the generator saw, the question, the ground-truth answer, the
 reasoning trace and the predicted answer (prompt ``eqarm-judge-v1``) and writes a critique and

@@ -1,4 +1,4 @@
-"""Stage 3 of EQARewardBench (spec §2): humans verify the judge's scores.
+"""Stage 3 of EQARewardBench (docs/method.md §2): humans verify the judge's scores.
 
 A reviewer accepts the judge's score, edits it, or rejects the response. Every decision (and
 every undo) is one line of an append-only event log, ``<out>.decisions.jsonl``, written like

@@ -1,4 +1,4 @@
-"""Stage 4 of EQARewardBench (spec §2, paper Table 4): room-disjoint splits.
+"""Stage 4 of EQARewardBench (docs/method.md §2, paper Table 4): room-disjoint splits.
 
 Like the paper: the benchmark ``test`` (D_B) holds every HM3D episode (out of distribution for
 a model fine-tuned on ScanNet) and part of the ScanNet episodes (in distribution); the

@@ -74,7 +74,7 @@ def answers_match(predicted: str | None, references: Iterable[str], threshold: f
 
 
 def critique_leak(critique: str | None, gt_answer: str | None, response_text: str) -> str | None:
-    """Why ``critique`` reveals ``gt_answer`` (spec §2: it must not), or None if it does not.
+    """Why ``critique`` reveals ``gt_answer`` (docs/method.md §2: it must not), or None if not.
 
     Flags a critique that names the reference answer ("the correct answer is ...") or that
     contains every word of the reference answer which the response itself never used, e.g.

@@ -2,8 +2,8 @@
 
 Test-time scaling at the cost it should have: for K > 1 samples, ``generate`` with
 ``num_return_sequences=K`` runs the vision encoder once but prefills the prompt K times
-(spec §9). Here the prompt (minus its last token) is prefilled once per request, the KV cache
-and the multimodal RoPE offsets are repeated K ways, and ``generate`` continues from that
+(docs/method.md §9). Here the prompt (minus its last token) is prefilled once per request, the KV
+cache and the multimodal RoPE offsets are repeated K ways, and ``generate`` continues from that
 cache, recomputing only the last prompt token for each sample. Under greedy decoding this
 yields exactly the tokens of plain ``generate`` (tested). Models whose cache or position
 handling we have not verified fall back to ``num_return_sequences``.
