@@ -78,7 +78,9 @@ def vision_and_lm_params(model: torch.nn.Module) -> tuple[int, int]:
 
 def measure(args: argparse.Namespace) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="scaling-"))
-    backend = HFBackend(str(make_tiny_model(tmp / "tiny", seed=0)), dtype=torch.float32)
+    tiny = str(make_tiny_model(tmp / "tiny", seed=0))
+    # fixed-length samples: min_new_tokens (capped by each call's max_new_tokens)
+    backend = HFBackend(tiny, dtype=torch.float32, min_new_tokens=args.tokens)
     model, processor = backend.model, backend.processor
     request, urls, ref = episode_request(args.frames)
 
@@ -97,11 +99,9 @@ def measure(args: argparse.Namespace) -> dict:
             lambda: model.model.get_image_features(inputs["pixel_values"], grid), args.repeats
         )
         prefill_s = timed(lambda: model(**inputs, use_cache=True), args.repeats)
-    fixed = SamplingParams(k=1, temperature=0.0, max_new_tokens=1, min_new_tokens=1)
+    fixed = SamplingParams(k=1, temperature=0.0, max_new_tokens=1)
     one = timed(lambda: backend.generate([request], fixed), args.repeats)
-    long = SamplingParams(
-        k=args.k, temperature=0.8, max_new_tokens=args.tokens, min_new_tokens=args.tokens, seed=0
-    )
+    long = SamplingParams(k=args.k, temperature=0.8, max_new_tokens=args.tokens, seed=0)
     k_run = timed(lambda: backend.generate([request], long), args.repeats)
     decode_per_step = max(0.0, k_run - one) / max(1, args.tokens - 1)
 

@@ -49,9 +49,7 @@ def parse_args() -> argparse.Namespace:
 
 def measure(servers: dict, model: str, args: argparse.Namespace) -> dict:
     """Interleaved rounds: per-server walls, latencies, errors."""
-    params = SamplingParams(
-        k=1, temperature=0.8, max_new_tokens=args.tokens, min_new_tokens=args.tokens
-    )
+    params = SamplingParams(k=1, temperature=0.8, max_new_tokens=args.tokens)
     requests = make_requests(args.clients * args.per_client, args.images)
     results = {name: {"walls": [], "latencies": [], "errors": 0} for name in servers}
     for server in servers.values():  # warm-up: first-call costs stay out of the figures
@@ -110,6 +108,7 @@ def main() -> None:
     model = str(make_tiny_model(tmp / "tiny", seed=0))
     common = ["--max_batch", str(args.max_batch), "--max_wait_ms", str(args.max_wait_ms)]
     common += ["--log_level", "warning"]
+    common += ["--backend_kwargs", json.dumps({"min_new_tokens": args.tokens})]  # fixed length
     env = {"OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
     servers = {}
     try:

@@ -61,7 +61,7 @@ def main() -> None:
         model_path = args.model or str(
             make_tiny_model(tmp, seed=0, hidden_size=256, num_layers=4, vision_dim=128)
         )
-        backend = HFBackend(model_path, batch_size=1)
+        backend = HFBackend(model_path, batch_size=1, min_new_tokens=args.new_tokens)
         memory, episode = load_memory()
         instance = EQAInstance(
             question_id="bench",
@@ -79,7 +79,6 @@ def main() -> None:
                 temperature=0.8,
                 top_p=0.9,
                 max_new_tokens=args.new_tokens,
-                min_new_tokens=args.new_tokens,
                 seed=0,
             )
             time_path(backend, inputs_fn, params, shared=k > 1)  # warm-up

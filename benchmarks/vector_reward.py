@@ -104,12 +104,6 @@ def timed_round(loop: Loop, spent: list[float]) -> dict[str, float]:
     }
 
 
-def fixed_length(wrapper, tokens: int):
-    """Force fixed-length critiques so both modes decode the same number of tokens."""
-    wrapper.params.min_new_tokens = tokens
-    return wrapper
-
-
 def vector_part(model: EQARewardModel, args) -> dict:
     kw = dict(k=args.k, max_new_tokens=args.tokens, temperature=0.8, seed=0)
     batched_env = EQARMVectorReward(
@@ -117,12 +111,11 @@ def vector_part(model: EQARewardModel, args) -> dict:
         model,
         **kw,
     )
-    fixed_length(batched_env, args.tokens)
     per_env_env = gym.make_vec(
         "habitat_eqarm/EMEQA-v0",
         num_envs=args.envs,
         questions="synthetic",
-        wrappers=[lambda env: fixed_length(EQARMReward(env, model, **kw), args.tokens)],
+        wrappers=[lambda env: EQARMReward(env, model, **kw)],
     )
     spent = time_scoring(model)
     loops = {"batched": Loop(batched_env, args.envs), "per_env": Loop(per_env_env, args.envs)}
@@ -245,8 +238,8 @@ def breakdown_part(model: EQARewardModel, args) -> dict:
         max_new_tokens=args.tokens,
     )
     requests = capture_requests(model, env, args.envs)
-    params = SamplingParams(1, 0.8, 0.9, args.tokens, 0, args.tokens)
-    one_token = SamplingParams(1, 0.8, 0.9, 1, 0, 1)
+    params = SamplingParams(1, 0.8, 0.9, args.tokens, 0)  # fixed length: the backend option
+    one_token = SamplingParams(1, 0.8, 0.9, 1, 0)
     runs: dict[str, list[dict[str, list[float]]]] = {"batched": [], "per_env": []}
     score_in_stages(model, requests, params, Clock())  # warm-up
     for _ in range(args.rounds):
@@ -384,8 +377,9 @@ def main() -> None:
             extra["preallocate_cache"] = args.preallocate_cache == "on"
         if args.retain_memory != "auto":
             extra["retain_memory"] = args.retain_memory == "on"
+        # min_new_tokens: fixed-length critiques, so both modes decode as many tokens
         model = EQARewardModel.from_pretrained(
-            str(make_tiny_model(tmp)), batch_size=args.envs, **extra
+            str(make_tiny_model(tmp)), batch_size=args.envs, min_new_tokens=args.tokens, **extra
         )
         vector = vector_part(model, args)
         if args.breakdown:

@@ -77,7 +77,7 @@ def eqarm_server(tiny_model_path, synthetic_folder, tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("eqarm-serve")
     data_root = synthetic_folder[1][0].episode_path
-    args = ["--fault_endpoint", "true", "--max_batch", "8", "--max_wait_ms", "50"]
+    args = ["--enable_test_faults", "true", "--max_batch", "8", "--max_wait_ms", "50"]
     args += ["--data_root", str(Path(data_root).parent)]
     store = folder / "episode_store"
     episode = store / synthetic_folder[1][0].episode_id

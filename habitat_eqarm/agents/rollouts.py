@@ -31,7 +31,6 @@ import gymnasium as gym
 from habitat_eqarm.bench.builder.common import (
     ProgressFactory,
     StageReport,
-    backend_kwargs,
     error_text,
     no_progress,
 )
@@ -40,6 +39,7 @@ from habitat_eqarm.data.recorder import EpisodeMemoryRecorder
 from habitat_eqarm.data.schema import EQAInstance, response_id, write_jsonl
 from habitat_eqarm.envs import EMEQA_ID
 from habitat_eqarm.envs.agents import Policy, ScriptedAgent, play_episode
+from habitat_eqarm.rewards.backends.base import backend_kwargs
 from habitat_eqarm.rewards.episode_scoring import (
     EpisodeState,
     answer_text,

@@ -31,10 +31,9 @@ def main(cfg: ReviewConfig) -> int:
     if cfg.open_browser:
         webbrowser.open(server.url)
     try:
-        server.serve_forever()
+        server.serve_forever()  # uvicorn shuts down on Ctrl+C, then re-raises it
     except KeyboardInterrupt:
         print("stopped; every decision so far is saved")
     finally:
-        server.server_close()
-        session.close()
+        server.close()
     return 0

@@ -19,7 +19,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from habitat_eqarm.bench.builder.common import backend_kwargs, public_kwargs
+from habitat_eqarm.bench.builder.common import public_kwargs
 from habitat_eqarm.bench.evaluate import format_report, score_report
 from habitat_eqarm.bench.metrics import CORRECT_AT
 from habitat_eqarm.bench.report import (
@@ -32,7 +32,7 @@ from habitat_eqarm.bench.report import (
 from habitat_eqarm.data.io import atomic_write_text
 from habitat_eqarm.data.loading import load_instances
 from habitat_eqarm.data.schema import InstanceError, check_unique_ids
-from habitat_eqarm.rewards.backends.base import MAX_PIXELS
+from habitat_eqarm.rewards.backends.base import MAX_PIXELS, backend_kwargs
 from habitat_eqarm.rewards.parsing import AGGREGATES, aggregate_scores
 from habitat_eqarm.rewards.prompts import REWARD_MODEL_PROMPT
 from habitat_eqarm.rewards.ray_engine import EngineOptions, check_engine

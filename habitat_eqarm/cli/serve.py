@@ -55,14 +55,20 @@ class ServeConfig:
             "(one per GPU when several are visible)"
         },
     )
-    inject_faults: str = field(
-        default="", metadata={"help": "testing: answer requests with errors, e.g. '429:2,500:1'"}
+    enable_test_faults: bool = field(
+        default=False,
+        metadata={"help": "tests only: add POST /admin/faults, which makes requests fail"},
     )
-    fault_endpoint: bool = field(
-        default=False, metadata={"help": "testing: enable POST /admin/faults to set faults"}
+    inject_faults: str = field(
+        default="",
+        metadata={"help": "tests only (needs --enable_test_faults): first faults, '429:2,500:1'"},
     )
     tensor_parallel_size: int = field(
         default=1, metadata={"help": "vllm backend: GPUs one model is split over"}
+    )
+    backend_kwargs: str | None = field(
+        default=None,
+        metadata={"help": "more backend options as a JSON object, e.g. '{\"min_new_tokens\": 64}'"},
     )
     device: str | None = None
     dtype: str | None = None
@@ -126,6 +132,7 @@ def replica_device(device: str | None, replica: int, gpus: int) -> str | None:
 def load_reward_model(cfg: ServeConfig, replica: int = 0):
     """The :class:`EQARewardModel` to serve, on the chosen backend (replica ``replica``)."""
     from habitat_eqarm.cli.common import resolve_model
+    from habitat_eqarm.rewards.backends.base import backend_kwargs
     from habitat_eqarm.rewards.model import EQARewardModel
 
     model_name, _ = resolve_model(cfg.model)
@@ -139,6 +146,7 @@ def load_reward_model(cfg: ServeConfig, replica: int = 0):
         kwargs["tensor_parallel_size"] = cfg.tensor_parallel_size
         if cfg.dtype:
             kwargs["dtype"] = cfg.dtype
+    kwargs.update(backend_kwargs(cfg.backend_kwargs))
     return EQARewardModel.from_pretrained(
         model_name,
         cfg.backend,
@@ -162,6 +170,8 @@ def main(cfg: ServeConfig) -> int:
             "address can use the model. Pass --token_env NAME (or --token)."
         )
     check_replicas(cfg)
+    if cfg.inject_faults and not cfg.enable_test_faults:
+        raise ValueError("--inject_faults is for tests: it needs --enable_test_faults true")
     models = [load_reward_model(cfg, i) for i in range(cfg.replicas)]
     model = models[0]
     settings = ServerSettings(
@@ -169,8 +179,8 @@ def main(cfg: ServeConfig) -> int:
         token=token,
         max_batch=cfg.max_batch,
         max_wait_ms=cfg.max_wait_ms,
+        test_faults=cfg.enable_test_faults,
         faults=cfg.inject_faults,
-        fault_endpoint=cfg.fault_endpoint,
         data_roots=list(cfg.data_root),
         max_body_mb=cfg.max_body_mb,
         episode_store=cfg.episode_store,

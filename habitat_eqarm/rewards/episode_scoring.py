@@ -191,7 +191,6 @@ class ScoringParams:
     max_new_tokens: int = 512
     num_keyframes: int = 5
     keyframe_method: str = "uniform"
-    min_new_tokens: int = 0
 
 
 @dataclass
@@ -247,7 +246,6 @@ def score_episodes(
         aggregate=params.aggregate,
         seed=seed,
         max_new_tokens=params.max_new_tokens,
-        min_new_tokens=params.min_new_tokens,
         memories=[memory for _, memory in items],
     )
 

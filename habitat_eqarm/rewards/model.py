@@ -261,13 +261,11 @@ class EQARewardModel:
         *,
         max_new_tokens: int = 512,
         memories: Sequence[EpisodeMemory | None] | None = None,
-        min_new_tokens: int = 0,
     ) -> list[Judgement]:
         """Judge each instance with ``k`` samples aggregated by ``aggregate``.
 
         ``temperature=0`` decodes greedily. ``memories`` supplies episode memory directly
         (e.g. recorded by a gym wrapper) instead of reading each ``episode_path``.
-        ``min_new_tokens > 0`` forces that many tokens per sample (fixed-length benchmarks).
         """
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
@@ -279,7 +277,7 @@ class EQARewardModel:
         memories = open_memories(instances, memories)
         built = [self.request_for(inst, mem) for inst, mem in zip(instances, memories, strict=True)]
         frames_s = (time.perf_counter() - t0) / max(1, len(instances))
-        params = SamplingParams(k, temperature, top_p, max_new_tokens, seed, min_new_tokens)
+        params = SamplingParams(k, temperature, top_p, max_new_tokens, seed)
         results = self.backend.generate([req for req, _ in built], params)
         return [
             judgement_from_texts(

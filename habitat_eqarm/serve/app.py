@@ -3,12 +3,15 @@
 Endpoints (all but ``/health`` need the bearer token when the server has one):
 
 - ``POST /v1/chat/completions``: OpenAI chat completions with data-URL images; ``n``,
-  ``temperature``, ``top_p``, ``max_tokens``, ``seed``, ``min_tokens``. No streaming.
+  ``temperature``, ``top_p``, ``max_tokens``, ``seed``. No streaming.
 - ``POST /v1/score``: EQA instances in, :class:`Judgement` dicts (with their K-vote spread)
   out; ``POST /v1/openrlhf``: OpenRLHF's remote reward-model format (both in
   :mod:`habitat_eqarm.serve.scoring`).
 - ``GET /health``, ``GET /v1/models``, ``GET /v1/stats`` (HTTP counts by route and status,
-  batch sizes, faults injected); ``POST /admin/faults`` when fault injection is enabled.
+  batch sizes; faults injected when test faults are on).
+- ``POST /admin/faults`` only with ``ServerSettings(test_faults=True)`` (``eqarm serve
+  --enable_test_faults true``): a test-only fault plan (:mod:`habitat_eqarm.serve.faults`,
+  imported only then). Without it the route does not exist and no request is ever failed.
 
 The work endpoints go through one :class:`DynamicBatcher` per backend replica
 (``--replicas N``: requests are dealt to the replicas in turn). Errors have OpenAI's shape,
@@ -46,7 +49,6 @@ from habitat_eqarm.rewards.backends.base import (
 from habitat_eqarm.rewards.backends.chat_format import decode_image_url, from_openai_messages
 from habitat_eqarm.rewards.model import EQARewardModel
 from habitat_eqarm.serve.batcher import BatcherClosed, DynamicBatcher
-from habitat_eqarm.serve.faults import FaultPlan
 from habitat_eqarm.serve.memo import ScoreMemo
 from habitat_eqarm.serve.schemas import (
     ChatCompletionRequest,
@@ -70,8 +72,8 @@ class ServerSettings:
     token: str | None = None
     max_batch: int = 8
     max_wait_ms: float = 10.0
-    faults: str = ""
-    fault_endpoint: bool = False
+    test_faults: bool = False  # tests only: POST /admin/faults and the fault plan below
+    faults: str = ""  # the first fault plan (needs test_faults)
     data_roots: list[str] = field(default_factory=list)
     max_body_mb: float = 64.0
     max_images: int = 64
@@ -177,7 +179,7 @@ class ServerState:
             for m in self.models
         ]
         self._turn = itertools.count()
-        self.faults = FaultPlan.parse(settings.faults)
+        self.faults = _fault_plan(settings)
         self.http = HttpCounters()
         self.memo = ScoreMemo(settings.memo_size)
         self.store = EpisodeStore(settings.episode_store) if settings.episode_store else None
@@ -231,6 +233,16 @@ class ServerState:
         if not any(resolved.is_relative_to(root) for root in self.data_roots):
             raise HTTPException(403, f"{where}: episode_path is outside the server's data roots")
         return resolved
+
+
+def _fault_plan(settings: ServerSettings):
+    if not settings.test_faults:
+        if settings.faults:
+            raise ValueError(f"faults {settings.faults!r}: fault injection needs test_faults=True")
+        return None
+    from habitat_eqarm.serve.faults import FaultPlan
+
+    return FaultPlan.parse(settings.faults)
 
 
 def create_app(
@@ -298,12 +310,9 @@ def _add_routes(app: FastAPI, state: ServerState) -> None:
     settings = state.settings
     auth = Depends(_auth_dependency(settings.token))
 
-    async def inject_fault() -> None:
-        status = state.faults.next_status()
-        if status is not None:
-            raise HTTPException(status, f"injected fault {status}")
-
-    work = [auth, Depends(inject_fault)]
+    work = [auth]
+    if state.faults is not None:
+        work.append(Depends(_fault_dependency(state)))
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
@@ -331,7 +340,7 @@ def _add_routes(app: FastAPI, state: ServerState) -> None:
                 "queued": state.queued,
             },
             "memo": state.memo.to_dict(),
-            "faults": state.faults.to_dict(),
+            **({"faults": state.faults.to_dict()} if state.faults is not None else {}),
             "uptime_s": time.time() - state.started,
         }
 
@@ -349,15 +358,29 @@ def _add_routes(app: FastAPI, state: ServerState) -> None:
     async def openrlhf(body: OpenRLHFRequest) -> dict[str, Any]:
         return await score_openrlhf(state, body)
 
-    if settings.fault_endpoint or settings.faults:
+    if state.faults is not None:
+        _add_fault_route(app, state, auth)
 
-        @app.post("/admin/faults", dependencies=[auth])
-        async def set_faults(body: FaultsRequest) -> dict[str, Any]:
-            try:
-                state.faults = FaultPlan.parse(body.spec, body.seed)
-            except ValueError as err:
-                raise HTTPException(400, str(err)) from None
-            return state.faults.to_dict()
+
+def _fault_dependency(state: ServerState):
+    async def inject_fault() -> None:
+        status = state.faults.next_status()
+        if status is not None:
+            raise HTTPException(status, f"injected fault {status}")
+
+    return inject_fault
+
+
+def _add_fault_route(app: FastAPI, state: ServerState, auth: Any) -> None:
+    from habitat_eqarm.serve.faults import FaultPlan
+
+    @app.post("/admin/faults", dependencies=[auth])
+    async def set_faults(body: FaultsRequest) -> dict[str, Any]:
+        try:
+            state.faults = FaultPlan.parse(body.spec, body.seed)
+        except ValueError as err:
+            raise HTTPException(400, str(err)) from None
+        return state.faults.to_dict()
 
 
 # -- /v1/chat/completions -----------------------------------------------------------------------
@@ -401,7 +424,6 @@ def chat_inputs(
         top_p=body.top_p,
         max_new_tokens=max_tokens,
         seed=body.seed,
-        min_new_tokens=min(body.min_tokens, max_tokens),
     )
     return request, params
 

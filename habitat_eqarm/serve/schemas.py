@@ -1,8 +1,8 @@
 """Request bodies of ``eqarm serve``, validated by pydantic.
 
-``/v1/chat/completions`` takes the OpenAI chat format with images as data URLs, plus vLLM's
-``min_tokens`` extension; fields OpenAI clients send that we do not use (``user``,
-``response_format``, ...) are ignored. ``/v1/score`` takes :class:`EQAInstance` dicts and,
+``/v1/chat/completions`` takes the OpenAI chat format with images as data URLs; fields OpenAI
+clients send that we do not use (``user``, ``response_format``, vLLM's ``min_tokens``, ...) are
+ignored. ``/v1/score`` takes :class:`EQAInstance` dicts and,
 for each, either its frames inline or nothing (the server then reads the instance's
 ``episode_path``, if it lies under one of the server's data roots).
 """
@@ -49,7 +49,6 @@ class ChatCompletionRequest(BaseModel):
     max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1)
     seed: int | None = None
-    min_tokens: int = Field(0, ge=0)
     stream: bool = False
 
 
@@ -73,7 +72,6 @@ class ScoreRequest(BaseModel):
     aggregate: str = "mean"
     seed: int | None = None
     max_new_tokens: int = Field(512, ge=1)
-    min_new_tokens: int = Field(0, ge=0)
 
 
 class OpenRLHFRequest(BaseModel):

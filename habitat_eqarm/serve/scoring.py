@@ -158,7 +158,6 @@ async def _score(
             options["seed"],
             max_new_tokens=options.get("max_new_tokens", 512),
             memories=memories,
-            min_new_tokens=options.get("min_new_tokens", 0),
         )
     except (ValueError, OSError, IndexError) as err:  # frames that cannot be read or picked
         raise HTTPException(400, str(err)) from None
@@ -255,7 +254,7 @@ async def score_openrlhf(state: ServerState, body: OpenRLHFRequest) -> dict[str,
         raise HTTPException(400, f"{n} queries is over the limit of {state.settings.max_instances}")
     prompts = _per_instance(body.prompts, n, "prompts")
     labels = _per_instance(body.labels, n, "labels")
-    options = {**OPENRLHF_OPTIONS, "max_new_tokens": 512, "min_new_tokens": 0}
+    options = {**OPENRLHF_OPTIONS, "max_new_tokens": 512}
     items = [
         _openrlhf_instance(query, prompt, label, i)
         for i, (query, prompt, label) in enumerate(zip(body.query, prompts, labels, strict=True))

@@ -62,7 +62,7 @@ class ServerProcess:
         return self.get("stats")
 
     def set_faults(self, spec: str, seed: int = 0) -> dict[str, Any]:
-        """Replace the fault plan (needs a server started with ``--fault_endpoint true``)."""
+        """Replace the fault plan (needs a server started with ``--enable_test_faults true``)."""
         response = self.post("/admin/faults", {"spec": spec, "seed": seed})
         response.raise_for_status()
         return response.json()

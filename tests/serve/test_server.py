@@ -178,9 +178,10 @@ def test_concurrent_requests_are_batched(eqarm_server):
 
 
 def test_injected_fault_then_sigterm_lets_open_requests_finish(tiny_model_path, tmp_path):
-    args = ["--max_batch", "1", "--inject_faults", "503:1"]
+    args = ["--max_batch", "1", "--enable_test_faults", "true", "--inject_faults", "503:1"]
+    args += ["--backend_kwargs", '{"min_new_tokens": 128}']  # every answer takes 128 tokens
     server = start_server(tiny_model_path, args, log_path=tmp_path / "log")
-    body = chat_body(server, images=1, max_tokens=128, min_tokens=128)
+    body = chat_body(server, images=1, max_tokens=128)
     assert server.post("chat/completions", body).status_code == 503  # --inject_faults
     result = {}
     thread = threading.Thread(target=lambda: result.update(r=server.post("chat/completions", body)))

@@ -24,39 +24,17 @@ from habitat_eqarm.rewards.backends.base import (
     GenerationResult,
     RewardBackend,
     SamplingParams,
+    backend_kwargs,
     load_backend,
 )
 from habitat_eqarm.rewards.ray_engine import map_shards
-
-
-def backend_kwargs(value: str | dict[str, Any] | None, option: str = "backend_kwargs") -> dict:
-    """Keyword arguments for a backend: a dict (from YAML) or a JSON object string (flag)."""
-    if value is None or value == "":
-        return {}
-    if isinstance(value, dict):
-        return dict(value)
-    try:
-        parsed = json.loads(value)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"--{option} must be a JSON object, got {value!r} ({err.msg})") from None
-    if not isinstance(parsed, dict):
-        raise ValueError(f"--{option} must be a JSON object, got {value!r}")
-    return parsed
 
 
 def open_backend(name: str, model: str, kwargs: str | dict | None) -> RewardBackend:
     """Any registered backend by name (``hf``, ``openai``, ...), configured only by options."""
     if not model:
         raise ValueError("--model is required: the generator's or judge's path, hub id or name")
-    options = backend_kwargs(kwargs)
-    try:
-        return load_backend(name, model, **options)
-    except TypeError as err:  # an option the backend does not take: name it, not a traceback
-        if "keyword argument" not in str(err):
-            raise
-        raise ValueError(
-            f"--backend_kwargs {sorted(options)} do not fit the {name!r} backend ({err})"
-        ) from None
+    return load_backend(name, model, **backend_kwargs(kwargs))
 
 
 def public_kwargs(kwargs: str | dict | None) -> dict[str, Any]:

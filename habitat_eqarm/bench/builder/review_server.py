@@ -1,4 +1,5 @@
-"""The review web page's server: the standard library's HTTP server, loopback by default.
+"""The review web page's server: FastAPI on uvicorn (the ``api`` extra, as ``eqarm serve``),
+loopback by default.
 
 Routes: ``GET /`` the page, ``GET /api/state`` items, decisions and progress,
 ``GET /frame/<item>/<k>.jpg`` keyframe k of an item, ``POST /api/decide`` (``{"id", "action",
@@ -12,13 +13,18 @@ from __future__ import annotations
 import io
 import json
 import secrets
+import socket
 import threading
+import time
 from collections import OrderedDict
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import Any
 from urllib.parse import urlsplit
+
+import uvicorn
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from habitat_eqarm.bench.builder.common import MemoryCache, error_text
 from habitat_eqarm.bench.builder.review import ReviewError, ReviewSession
@@ -72,10 +78,12 @@ class FrameStore:
         return buffer.getvalue()
 
 
-class ReviewServer(ThreadingHTTPServer):
-    """Serves one :class:`ReviewSession`; ``port=0`` picks a free port (see :attr:`url`)."""
+class ReviewServer:
+    """Serves one :class:`ReviewSession`; ``port=0`` picks a free port (see :attr:`url`).
 
-    daemon_threads = True
+    :meth:`serve_forever` serves in this thread until Ctrl+C (uvicorn shuts down, then the
+    KeyboardInterrupt reaches the caller); :meth:`start` serves in a background thread.
+    """
 
     def __init__(
         self, session: ReviewSession, host: str = "127.0.0.1", port: int = 0, frame_width: int = 480
@@ -84,8 +92,15 @@ class ReviewServer(ThreadingHTTPServer):
         self.token = secrets.token_urlsafe(16)
         self.frames = FrameStore(session, frame_width)
         self.lock = threading.Lock()
+        self.host = host
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.socket = socket.create_server((host, port), family=family)
+        self.server_address = self.socket.getsockname()
+        config = uvicorn.Config(
+            review_app(self), log_level="warning", access_log=False, timeout_graceful_shutdown=5
+        )
+        self.server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
-        super().__init__((host, port), _Handler)
 
     @property
     def url(self) -> str:
@@ -94,109 +109,105 @@ class ReviewServer(ThreadingHTTPServer):
         shown = f"[{host}]" if ":" in str(host) else host
         return f"http://{shown}:{port}/"
 
-    def start(self) -> ReviewServer:
+    def serve_forever(self) -> None:
+        """Serve in this thread until interrupted."""
+        self.server.run(sockets=[self.socket])
+
+    def start(self, timeout: float = 30.0) -> ReviewServer:
         """Serve in a background thread (tests, notebooks); :meth:`close` stops it."""
         self._thread = threading.Thread(target=self.serve_forever, daemon=True)
         self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise TimeoutError(f"the review server at {self.url} did not start")
+            time.sleep(0.02)
         return self
 
     def close(self) -> None:
         """Stop serving and release the session."""
         if self._thread is not None:
-            self.shutdown()
+            self.server.should_exit = True
             self._thread.join()
             self._thread = None
-        self.server_close()
+        self.socket.close()
         self.session.close()
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: ReviewServer
+def review_app(server: ReviewServer) -> FastAPI:
+    """The FastAPI app of ``server``'s page, state, frames and actions (see module doc)."""
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # the page polls nothing; per-request lines would only bury the URL
+    def json_reply(status: int, data: Any) -> JSONResponse:
+        return JSONResponse(data, status_code=status, headers={"Cache-Control": "no-store"})
 
-    # -- routing ------------------------------------------------------------------------------
+    async def host_ok(request: Request) -> None:
+        host = urlsplit(f"//{request.headers.get('host', '')}").hostname or ""
+        if server.host in LOOPBACK and host not in LOOPBACK:
+            raise HTTPException(403, f"host {host!r} is not served here")
 
-    def do_GET(self) -> None:
-        if not self._host_ok():
-            return
-        path = urlsplit(self.path).path
-        if path == "/":
-            self._send(HTTPStatus.OK, page_html(self.server.token).encode(), "text/html")
-        elif path == "/api/state":
-            with self.server.lock:
-                self._json(HTTPStatus.OK, self.server.session.state())
-        elif path.startswith("/frame/"):
-            self._frame(path)
-        else:
-            self._json(HTTPStatus.NOT_FOUND, {"error": f"no page {path}"})
+    async def token_ok(request: Request) -> None:
+        if request.headers.get("x-review-token") != server.token:
+            raise HTTPException(403, "missing or wrong review token")
 
-    def do_POST(self) -> None:
-        if not self._host_ok():
-            return
-        if self.headers.get("X-Review-Token") != self.server.token:
-            self._json(HTTPStatus.FORBIDDEN, {"error": "missing or wrong review token"})
-            return
-        path = urlsplit(self.path).path
+    app = FastAPI(dependencies=[Depends(host_ok)], docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return json_reply(exc.status_code, {"error": str(exc.detail)})
+
+    @app.get("/")
+    def page() -> HTMLResponse:
+        return HTMLResponse(page_html(server.token), headers={"Cache-Control": "no-store"})
+
+    @app.get("/api/state")
+    def state() -> JSONResponse:
+        with server.lock:
+            return json_reply(200, server.session.state())
+
+    @app.get("/frame/{item}/{name}")
+    def frame(item: str, name: str) -> Response:
         try:
-            body = self._body()
-            with self.server.lock:
-                session = self.server.session
-                if path == "/api/decide":
-                    event = session.decide(body.get("id"), body.get("action"), body.get("score"))
-                    reply = {"event": event, "progress": session.progress()}
-                elif path == "/api/undo":
-                    reply = {"undone": session.undo(), "progress": session.progress()}
-                else:
-                    self._json(HTTPStatus.NOT_FOUND, {"error": f"no action {path}"})
-                    return
-        except ReviewError as err:
-            self._json(HTTPStatus.BAD_REQUEST, {"error": str(err)})
-            return
-        self._json(HTTPStatus.OK, reply)
-
-    # -- helpers ------------------------------------------------------------------------------
-
-    def _host_ok(self) -> bool:
-        bound = str(self.server.server_address[0])
-        host = urlsplit(f"//{self.headers.get('Host', '')}").hostname or ""
-        if bound in LOOPBACK and host not in LOOPBACK:
-            self._json(HTTPStatus.FORBIDDEN, {"error": f"host {host!r} is not served here"})
-            return False
-        return True
-
-    def _frame(self, path: str) -> None:
-        parts = path.removeprefix("/frame/").removesuffix(".jpg").split("/")
-        try:
-            item, k = (int(p) for p in parts)
-            if not 0 <= item < len(self.server.session.items):
-                raise ValueError(f"no item {item}")
-            data = self.server.frames.jpeg(item, k)
+            index, k = int(item), int(name.removesuffix(".jpg"))
+            if not 0 <= index < len(server.session.items):
+                raise ValueError(f"no item {index}")
+            data = server.frames.jpeg(index, k)
         except (ValueError, OSError) as err:
-            self._json(HTTPStatus.NOT_FOUND, {"error": error_text(err)})
-            return
-        self._send(HTTPStatus.OK, data, "image/jpeg", cache=True)
+            return json_reply(404, {"error": error_text(err)})
+        return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
 
-    def _body(self) -> dict[str, Any]:
-        length = int(self.headers.get("Content-Length") or 0)
+    def act(path: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        with server.lock:
+            session = server.session
+            if path == "/api/decide":
+                event = session.decide(body.get("id"), body.get("action"), body.get("score"))
+                return {"event": event, "progress": session.progress()}
+            if path == "/api/undo":
+                return {"undone": session.undo(), "progress": session.progress()}
+        return None
+
+    @app.post("/{path:path}", dependencies=[Depends(token_ok)])
+    async def action(request: Request) -> JSONResponse:
+        path = request.url.path
         try:
-            body = json.loads(self.rfile.read(length) or b"{}")
-        except json.JSONDecodeError as err:
-            raise ReviewError(f"request body is not JSON ({err.msg})") from None
-        if not isinstance(body, dict):
-            raise ReviewError("request body must be a JSON object")
-        return body
+            reply = await run_in_threadpool(act, path, _json_object(await request.body()))
+        except ReviewError as err:
+            return json_reply(400, {"error": str(err)})
+        if reply is None:
+            return json_reply(404, {"error": f"no action {path}"})
+        return json_reply(200, reply)
 
-    def _json(self, status: HTTPStatus, data: Any) -> None:
-        self._send(status, json.dumps(data).encode(), "application/json")
+    @app.get("/{path:path}")
+    def no_page(request: Request) -> JSONResponse:
+        return json_reply(404, {"error": f"no page {request.url.path}"})
 
-    def _send(self, status: HTTPStatus, data: bytes, kind: str, cache: bool = False) -> None:
-        self.send_response(status)
-        self.send_header(
-            "Content-Type", kind if kind.startswith("image/") else f"{kind}; charset=utf-8"
-        )
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("Cache-Control", "max-age=3600" if cache else "no-store")
-        self.end_headers()
-        self.wfile.write(data)
+    return app
+
+
+def _json_object(raw: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(raw or b"{}")
+    except json.JSONDecodeError as err:
+        raise ReviewError(f"request body is not JSON ({err.msg})") from None
+    if not isinstance(body, dict):
+        raise ReviewError("request body must be a JSON object")
+    return body

@@ -3,13 +3,16 @@
 A backend knows nothing of EQA: :class:`~habitat_eqarm.rewards.model.EQARewardModel` builds the
 prompt, picks the frames and parses the answers. Backends register by name in
 :data:`BACKENDS`: ``hf`` (local transformers), ``vllm`` (in-process vLLM) and ``openai`` (any
-OpenAI-compatible endpoint, our own ``eqarm serve`` included).
+OpenAI-compatible endpoint, our own ``eqarm serve`` included). Every backend opened by name,
+from the library or any command, comes from :func:`load_backend`; its options from a flag or a
+config file are read by :func:`backend_kwargs`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -54,7 +57,6 @@ class SamplingParams:
     top_p: float = 0.9
     max_new_tokens: int = 512
     seed: int | None = None
-    min_new_tokens: int = 0  # > 0 forces a fixed output length (benchmarks)
 
 
 @dataclass
@@ -116,10 +118,33 @@ def register_backend(name: str) -> Callable[[BackendFactory], BackendFactory]:
 
 
 def load_backend(name: str, model: str, **kwargs: Any) -> RewardBackend:
-    """Instantiate the backend registered as ``name`` for ``model`` (a path or hub id)."""
+    """Instantiate the backend registered as ``name`` for ``model`` (a path or hub id); an
+    option the backend does not take is a ValueError naming the options and the backend."""
     if name in LAZY_BACKENDS and name not in BACKENDS:
         importlib.import_module(LAZY_BACKENDS[name])  # the module registers itself
     if name not in BACKENDS:
         known = ", ".join(sorted(BACKENDS)) or "none"
         raise ValueError(f"unknown backend {name!r} (registered: {known})")
-    return BACKENDS[name](model, **kwargs)
+    try:
+        return BACKENDS[name](model, **kwargs)
+    except TypeError as err:  # an option the backend does not take: name it, not a traceback
+        if "keyword argument" not in str(err):
+            raise
+        raise ValueError(
+            f"backend options {sorted(kwargs)} do not fit the {name!r} backend ({err})"
+        ) from None
+
+
+def backend_kwargs(value: str | dict[str, Any] | None, option: str = "backend_kwargs") -> dict:
+    """Keyword arguments for a backend: a dict (from YAML) or a JSON object string (flag)."""
+    if value is None or value == "":
+        return {}
+    if isinstance(value, dict):
+        return dict(value)
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"--{option} must be a JSON object, got {value!r} ({err.msg})") from None
+    if not isinstance(parsed, dict):
+        raise ValueError(f"--{option} must be a JSON object, got {value!r}")
+    return parsed

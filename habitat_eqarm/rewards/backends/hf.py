@@ -185,7 +185,9 @@ class HFBackend(RewardBackend):
     them afresh each batch (:func:`.cpu_memory.retain_cpu_memory`, process-wide); None: on
     when the device is the CPU.
     ``batch_size``: requests per forward pass. ``max_pixels`` caps each frame (the paper uses
-    401,408). Extra keyword arguments go to ``from_pretrained`` (e.g. ``attn_implementation``).
+    401,408). ``min_new_tokens`` (benchmarks only) makes every sample at least that long, so
+    timings compare fixed-length critiques. Extra keyword arguments go to ``from_pretrained``
+    (e.g. ``attn_implementation``).
     """
 
     name = "hf"
@@ -202,6 +204,7 @@ class HFBackend(RewardBackend):
         preallocate_cache: bool | None = None,
         fast_patch_embed: bool = True,
         retain_memory: bool | None = None,
+        min_new_tokens: int = 0,
         **load_kwargs: Any,
     ) -> None:
         from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -214,6 +217,7 @@ class HFBackend(RewardBackend):
             retain_memory = self.device.type == "cpu"
         self.retains_memory = bool(retain_memory) and retain_cpu_memory()
         self.max_pixels = int(max_pixels)
+        self.min_new_tokens = int(min_new_tokens)
         self.processor = AutoProcessor.from_pretrained(self.model_id)
         self.processor.tokenizer.padding_side = "left"  # generation continues on the right
         self.model = AutoModelForImageTextToText.from_pretrained(
@@ -283,8 +287,8 @@ class HFBackend(RewardBackend):
             # default) keeps transformers from warning about a sampling-only flag
             "top_k": 0 if do_sample else 50,
         }
-        if params.min_new_tokens:
-            kwargs["min_new_tokens"] = params.min_new_tokens
+        if self.min_new_tokens:
+            kwargs["min_new_tokens"] = min(self.min_new_tokens, params.max_new_tokens)
         if not greedy:  # a fresh sampler per call: its seed comes from torch's generator
             kwargs["logits_processor"] = LogitsProcessorList(
                 [NucleusSampler(params.temperature, params.top_p)]

@@ -233,7 +233,7 @@ class OpenAIBackend(RewardBackend):
             "temperature": params.temperature,
             "top_p": params.top_p,
             "max_new_tokens": params.max_new_tokens,
-            "min_new_tokens": params.min_new_tokens,
+            "min_new_tokens": 0,  # no longer a sampling option; kept so older caches still hit
             "seed": params.seed,
             "sample": 0 if params.temperature <= 0 else sample,  # greedy: one text for all
             "k_mode": self.k_mode,
@@ -308,8 +308,6 @@ class OpenAIBackend(RewardBackend):
         }
         if seed is not None:
             body["seed"] = seed
-        if params.min_new_tokens:
-            body["min_tokens"] = params.min_new_tokens  # vLLM's and our server's extension
         return {**body, **self.extra_body}
 
     def parse_choices(self, data: Any) -> list[str]:

@@ -67,15 +67,16 @@ def vllm_inputs(request: GenerationRequest, processor: Any) -> dict[str, Any]:
     return {"prompt": text, "multi_modal_data": media} if media else {"prompt": text}
 
 
-def vllm_sampling_kwargs(params: SamplingParams) -> dict[str, Any]:
-    """Keyword arguments of ``vllm.SamplingParams`` for ``params`` (``n`` = K)."""
+def vllm_sampling_kwargs(params: SamplingParams, min_tokens: int = 0) -> dict[str, Any]:
+    """Keyword arguments of ``vllm.SamplingParams`` for ``params`` (``n`` = K); ``min_tokens``
+    is the backend's ``min_new_tokens``."""
     greedy = params.temperature <= 0
     kwargs: dict[str, Any] = {
         "n": params.k,
         "temperature": 0.0 if greedy else params.temperature,
         "top_p": 1.0 if greedy else params.top_p,
         "max_tokens": params.max_new_tokens,
-        "min_tokens": params.min_new_tokens,
+        "min_tokens": min(min_tokens, params.max_new_tokens),
     }
     if params.seed is not None:
         kwargs["seed"] = params.seed
@@ -108,6 +109,7 @@ class VLLMBackend(RewardBackend):
     ``max_images`` bounds images per prompt (vLLM reserves memory for them). Other keyword
     arguments go to ``vllm.LLM`` (``tensor_parallel_size``, ``gpu_memory_utilization``,
     ``max_model_len``, ``dtype``, ``enable_prefix_caching=False`` to compare, ...).
+    ``min_new_tokens`` (benchmarks only) makes every sample at least that long.
     """
 
     name = "vllm"
@@ -118,6 +120,7 @@ class VLLMBackend(RewardBackend):
         *,
         max_pixels: int = MAX_PIXELS,
         max_images: int = 32,
+        min_new_tokens: int = 0,
         **llm_kwargs: Any,
     ) -> None:
         require_vllm()
@@ -125,6 +128,7 @@ class VLLMBackend(RewardBackend):
         from transformers import AutoProcessor
 
         self.model_id = str(model)
+        self.min_new_tokens = int(min_new_tokens)
         self.processor = AutoProcessor.from_pretrained(self.model_id)
         self.llm = vllm.LLM(
             model=self.model_id, **vllm_engine_kwargs(max_pixels, max_images, **llm_kwargs)
@@ -137,7 +141,7 @@ class VLLMBackend(RewardBackend):
         """K texts per request from one ``LLM.generate`` call over the whole batch."""
         t0 = time.perf_counter()
         inputs = [vllm_inputs(r, self.processor) for r in requests]
-        sampling = self._sampling_params(**vllm_sampling_kwargs(params))
+        sampling = self._sampling_params(**vllm_sampling_kwargs(params, self.min_new_tokens))
         outputs = self.llm.generate(inputs, sampling, use_tqdm=False)
         per_request = (time.perf_counter() - t0) / max(1, len(requests))
         timings = {"generate_s": per_request, "batch_size": float(len(requests))}

@@ -184,18 +184,20 @@ def default_cache_backend(tiny_model_path):
 
 
 @pytest.mark.parametrize(
-    "params",
+    ("params", "min_new_tokens"),
     [
-        SamplingParams(k=1, temperature=0.0, max_new_tokens=16),
-        SamplingParams(k=1, temperature=0.8, max_new_tokens=16, seed=7, min_new_tokens=16),
-        SamplingParams(k=3, temperature=0.8, max_new_tokens=16, seed=7),  # shared prefill
+        (SamplingParams(k=1, temperature=0.0, max_new_tokens=16), 0),
+        (SamplingParams(k=1, temperature=0.8, max_new_tokens=16, seed=7), 16),
+        (SamplingParams(k=3, temperature=0.8, max_new_tokens=16, seed=7), 0),  # shared prefill
     ],
     ids=["greedy", "sampled", "sampled-k3-shared-prefill"],
 )
 def test_preallocated_cache_gives_bitwise_the_tokens_of_the_default_cache(
-    small_backend, default_cache_backend, requests_, params
+    small_backend, default_cache_backend, requests_, params, min_new_tokens, monkeypatch
 ):
     backend = small_backend
+    for b in (backend, default_cache_backend):  # the backend option, as if constructed with it
+        monkeypatch.setattr(b, "min_new_tokens", min_new_tokens)
     assert backend.preallocate_cache and not default_cache_backend.preallocate_cache
     for method in ("generate_plain", "generate_shared"):
         torch.manual_seed(params.seed or 0)
@@ -208,9 +210,10 @@ def test_preallocated_cache_gives_bitwise_the_tokens_of_the_default_cache(
         assert torch.equal(ours, theirs), method
 
 
-def test_batched_greedy_equals_one_request_at_a_time(small_backend, requests_):
+def test_batched_greedy_equals_one_request_at_a_time(small_backend, requests_, monkeypatch):
     backend = small_backend
-    params = SamplingParams(k=1, temperature=0.0, max_new_tokens=16, min_new_tokens=16)
+    monkeypatch.setattr(backend, "min_new_tokens", 16)  # fixed-length samples
+    params = SamplingParams(k=1, temperature=0.0, max_new_tokens=16)
     batched = backend.generate(requests_, params)
     assert batched[0].timings["batch_size"] == 2.0
     alone = [backend.generate([r], params)[0] for r in requests_]
@@ -303,3 +306,22 @@ def test_linear_patch_embed_matches_the_convolution(tiny_model_path, backend, re
         visual.patch_embed.proj.weight.zero_()
         assert visual.patch_embed(inputs["pixel_values"]).abs().max() == 0
         assert backend.model.model.visual.patch_embed(inputs["pixel_values"]).abs().max() > 0
+
+
+def test_min_new_tokens_is_a_construction_option_of_the_backend(tiny_model_path):
+    from habitat_eqarm.rewards.backends.base import load_backend
+
+    backend = load_backend("hf", str(tiny_model_path), max_pixels=56 * 56, min_new_tokens=8)
+    eos = backend.processor.tokenizer.eos_token_id
+    frames = np.random.default_rng(0).integers(0, 255, (2, 56, 56, 3), dtype=np.uint8)
+    messages = [
+        {"role": "user", "content": [{"type": "image"}] * 2 + [{"type": "text", "text": "?"}]}
+    ]
+    request = GenerationRequest(messages, frames)
+    greedy = SamplingParams(k=1, temperature=0.0, max_new_tokens=8)
+    tokens = backend.generate_plain(backend.encode([request]), greedy)
+    assert tokens.shape == (1, 8) and eos not in tokens.tolist()[0]  # EOS held off for 8 tokens
+    short = dataclasses.replace(greedy, max_new_tokens=4)
+    assert backend._sampling_kwargs(short, multinomial=False)["min_new_tokens"] == 4  # capped
+    with pytest.raises(ValueError, match=r"\['min_new_token'\] do not fit the 'hf' backend"):
+        load_backend("hf", str(tiny_model_path), min_new_token=8)

@@ -66,7 +66,7 @@ def test_sampling_parameters():
         "seed": 3,
     }
     # greedy requests reach the backend with k=1 (RewardBackend.generate repeats the text)
-    greedy = vllm_sampling_kwargs(SamplingParams(k=1, temperature=0.0, min_new_tokens=5))
+    greedy = vllm_sampling_kwargs(SamplingParams(k=1, temperature=0.0), min_tokens=5)
     assert greedy["n"] == 1 and greedy["temperature"] == 0.0 and greedy["min_tokens"] == 5
     assert "seed" not in greedy
 
