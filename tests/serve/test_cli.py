@@ -71,3 +71,16 @@ def test_listening_sockets_send_small_answers_at_once():
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
     finally:
         sock.close()
+
+
+def test_backend_kwargs_reach_the_backend_and_bad_ones_are_named(tiny_model_path):
+    from habitat_eqarm.cli.serve import load_reward_model
+
+    options = '{"min_new_tokens": 12, "share_prefill": false}'
+    cfg = ServeConfig(model=str(tiny_model_path), max_pixels=56 * 56, backend_kwargs=options)
+    with load_reward_model(cfg) as model:
+        assert (model.backend.min_new_tokens, model.backend.share_prefill) == (12, False)
+    with pytest.raises(ValueError, match=r"'min_tokens'\] do not fit the 'hf' backend"):
+        load_reward_model(
+            ServeConfig(model=str(tiny_model_path), backend_kwargs='{"min_tokens": 1}')
+        )
