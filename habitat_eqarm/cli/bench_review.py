@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from habitat_eqarm.bench.builder.review import ReviewConfig
 
 
@@ -17,7 +19,14 @@ def main(cfg: ReviewConfig) -> int:
     import webbrowser
 
     from habitat_eqarm.bench.builder.review import ReviewSession, default_out, load_shard
-    from habitat_eqarm.bench.builder.review_server import LOOPBACK, ReviewServer
+
+    try:
+        from habitat_eqarm.bench.builder.review_server import LOOPBACK, ReviewServer
+    except ImportError as err:  # FastAPI and uvicorn come with the `api` extra
+        print(
+            f"eqarm bench review: error: {err} (pip install 'habitat-eqarm[api]')", file=sys.stderr
+        )
+        return 1
 
     items = load_shard(cfg)
     name = cfg.name or f"reviewer {cfg.reviewer} of {cfg.of}"

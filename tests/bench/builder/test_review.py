@@ -210,3 +210,12 @@ def test_the_review_command_serves_until_interrupted(judged, tmp_path):
     assert "every decision so far is saved" in out
     (verified,) = read_jsonl(tmp_path / "verified.jsonl")
     assert verified.question_id == rows[1].question_id and verified.gt_score == 9
+
+
+def test_without_the_api_extra_the_command_says_what_to_install(judged, monkeypatch, capsys):
+    from habitat_eqarm.cli import bench_review
+
+    monkeypatch.setitem(sys.modules, "fastapi", None)  # as if FastAPI were not installed
+    monkeypatch.delitem(sys.modules, "habitat_eqarm.bench.builder.review_server")
+    assert bench_review.main(ReviewConfig(data=str(judged[0]), port=0)) == 1
+    assert "pip install 'habitat-eqarm[api]'" in capsys.readouterr().err
