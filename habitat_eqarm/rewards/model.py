@@ -30,12 +30,14 @@ class Sample:
     """One sampled evaluation: the raw text, its parsed critique and score, and validity.
 
     ``score`` is None unless the text is well formed (lenient recovery is not used here).
+    ``reason`` says why a multi-response sample is invalid (None for pointwise samples).
     """
 
     text: str
     critique: str | None
     score: int | None
     format_ok: bool
+    reason: str | None = None
 
     @classmethod
     def from_text(cls, text: str) -> Sample:
@@ -195,10 +197,10 @@ class EQARewardModel:
         other.backend = backend
         return other
 
-    def request_for(
+    def frames_for(
         self, instance: EQAInstance, memory: EpisodeMemory | None = None
-    ) -> tuple[GenerationRequest, list[int]]:
-        """The backend request for ``instance`` and the keyframe indices it used."""
+    ) -> tuple[Any, list[int]]:
+        """The keyframes of ``instance`` (its own indices, else this model's choice) and indices."""
         if memory is None:
             if not instance.episode_path:
                 raise ValueError(f"instance {instance.question_id!r} has no episode_path")
@@ -206,11 +208,17 @@ class EQARewardModel:
         indices = instance.keyframe_indices or memory.keyframes(
             self.num_keyframes, self.keyframe_method
         )
-        frames = memory.frames(indices)
+        return memory.frames(indices), list(indices)
+
+    def request_for(
+        self, instance: EQAInstance, memory: EpisodeMemory | None = None
+    ) -> tuple[GenerationRequest, list[int]]:
+        """The backend request for ``instance`` and the keyframe indices it used."""
+        frames, indices = self.frames_for(instance, memory)
         as_video = self.frames_as == "video"
         messages = build_messages(self.prompt, instance, len(indices), as_video=as_video)
         request = GenerationRequest(messages, frames, as_video=as_video, prompt_id=self.prompt.id)
-        return request, list(indices)
+        return request, indices
 
     def score(
         self,
@@ -260,6 +268,19 @@ class EQARewardModel:
             )
             for inst, (_, indices), result in zip(instances, built, results, strict=True)
         ]
+
+    def score_multi(
+        self, groups: Sequence[Sequence[EQAInstance]], k: int = 1, **kwargs: Any
+    ) -> list[list[Judgement]]:
+        """Judge each group of responses to one question in one prompt per vote.
+
+        One judgement per response, in each group's order; ``kwargs`` as for :meth:`score`
+        plus ``shuffle`` (default True: each vote lists the responses in its own seeded order).
+        See :mod:`habitat_eqarm.rewards.multi_response`.
+        """
+        from habitat_eqarm.rewards.multi_response import score_groups
+
+        return score_groups(self, groups, k, **kwargs)
 
     def close(self) -> None:
         """Release the backend."""

@@ -2,8 +2,10 @@
 
 :func:`sample_all` scores instances in batches (a failing batch is retried one instance at a
 time, and an instance that still fails is reported, not fatal); :class:`SampleCache` keeps each
-instance's Kmax judgement in a JSONL file, so a killed run resumes where it stopped. The
-evaluator (`eqarm eval`) and rejective fine-tuning's candidate sampling both use them.
+instance's Kmax judgement in a JSONL file, so a killed run resumes where it stopped.
+:func:`sample_all_multi` does the same for the multi-response protocol (the responses to one
+question in one prompt). The evaluator (`eqarm eval`) and rejective fine-tuning's candidate
+sampling both use them.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from habitat_eqarm.data.schema import CORRECT_AT, EQAInstance
+from habitat_eqarm.data.schema import CORRECT_AT, EQAInstance, base_question_id
 from habitat_eqarm.rewards.model import EQARewardModel, Judgement
 
 
@@ -98,36 +100,88 @@ def sample_all(
     progress: Callable[[int], None] | None = None,
 ) -> tuple[dict[str, Judgement], list[dict[str, str]]]:
     """Kmax judgements for every instance (cached ones reused) and the failures."""
-    kmax = max(settings.ks)
     todo = [(i, inst) for i, inst in enumerate(instances) if inst.question_id not in cache.entries]
     if progress:
         progress(len(instances) - len(todo))
+
+    def score(batch):
+        seed = settings.seed + batch[0][0]
+        return model.score([inst for _, inst in batch], seed=seed, **_sampling(settings))
+
     failures: list[dict[str, str]] = []
     for start in range(0, len(todo), settings.batch_size):
         batch = todo[start : start + settings.batch_size]
-        for judgement in _score_batch(model, batch, settings, kmax, failures):
+        for judgement in _score_batch(score, batch, failures, lambda item: [item[1]]):
             cache.add(judgement)
         if progress:
             progress(len(batch))
     return cache.entries, failures
 
 
-def _score_batch(model, batch, settings, kmax, failures) -> list[Judgement]:
-    """Score a batch; if it fails, score its instances one by one and record those that fail."""
-    kwargs = dict(
-        k=kmax,
+def sample_all_multi(
+    model: EQARewardModel,
+    instances: Sequence[EQAInstance],
+    settings: EvalSettings,
+    cache: SampleCache,
+    progress: Callable[[int], None] | None = None,
+    *,
+    shuffle: bool = True,
+) -> tuple[dict[str, Judgement], list[dict[str, str]]]:
+    """:func:`sample_all` for the multi-response protocol: the responses to one question
+    (same :func:`base_question_id`) are scored together, Kmax votes per group.
+
+    A group is resampled unless all its responses are cached; ``progress`` counts instances.
+    """
+    groups: dict[str, list[EQAInstance]] = {}
+    for inst in instances:
+        groups.setdefault(base_question_id(inst.question_id), []).append(inst)
+    todo = [
+        (i, group)
+        for i, group in enumerate(groups.values())
+        if any(inst.question_id not in cache.entries for inst in group)
+    ]
+    if progress:
+        progress(len(instances) - sum(len(group) for _, group in todo))
+
+    def score(batch):
+        seed = settings.seed + batch[0][0]
+        groups = [group for _, group in batch]
+        judged = model.score_multi(groups, seed=seed, shuffle=shuffle, **_sampling(settings))
+        return [j for group in judged for j in group]
+
+    failures: list[dict[str, str]] = []
+    for start in range(0, len(todo), settings.batch_size):
+        batch = todo[start : start + settings.batch_size]
+        for judgement in _score_batch(score, batch, failures, lambda item: item[1]):
+            cache.add(judgement)
+        if progress:
+            progress(sum(len(group) for _, group in batch))
+    return cache.entries, failures
+
+
+def _sampling(settings: EvalSettings) -> dict[str, Any]:
+    return dict(
+        k=max(settings.ks),
         temperature=settings.temperature,
         top_p=settings.top_p,
         max_new_tokens=settings.max_new_tokens,
     )
+
+
+def _score_batch(score, batch, failures, members) -> list[Judgement]:
+    """``score(batch)``; if it fails, score its items one by one and record those that fail.
+
+    ``members(item)``: the instances of an item (named in the failures).
+    """
     out: list[Judgement] = []
     try:
-        return model.score([inst for _, inst in batch], seed=settings.seed + batch[0][0], **kwargs)
+        return score(batch)
     except Exception:  # one bad item must not cost the batch: retry them one by one
         if len(batch) > 1:
-            for index, inst in batch:
-                out += _score_batch(model, [(index, inst)], settings, kmax, failures)
+            for item in batch:
+                out += _score_batch(score, [item], failures, members)
             return out
-        (index, inst), err = batch[0], sys.exc_info()[1]
-    failures.append({"question_id": inst.question_id, "error": f"{type(err).__name__}: {err}"})
+        err = sys.exc_info()[1]
+    for inst in members(batch[0]):
+        failures.append({"question_id": inst.question_id, "error": f"{type(err).__name__}: {err}"})
     return out
