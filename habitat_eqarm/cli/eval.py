@@ -9,6 +9,10 @@ reliability diagram of score/10 at the largest K) and the per-instance sample ca
 percentile-bootstrap intervals (``ci``: ``lo``/``hi``), seeded with ``--seed``; the
 calibration error (ECE) of score/10 counts a response correct iff its GT score is at least
 ``--correct_at``. Changing only these reporting options reuses every cached sample.
+
+``--protocol multi`` scores the responses to one question in one prompt per vote and reports
+the same K curves (:mod:`habitat_eqarm.cli.eval_multi`; give ``--max_new_tokens`` room for N
+evaluations); ``--compare_with`` a pointwise run's folder adds ``agreement.md``.
 """
 
 from __future__ import annotations
@@ -71,6 +75,16 @@ class EvalConfig:
     keyframe_method: str = "uniform"
     frames_as: str = field(default="images", metadata={"help": "images or video"})
     max_pixels: int = MAX_PIXELS
+    protocol: str = field(
+        default="pointwise",
+        metadata={"help": "pointwise, or multi: the responses to a question in one prompt"},
+    )
+    shuffle: bool = field(
+        default=True, metadata={"help": "multi: each vote lists the responses in its own order"}
+    )
+    compare_with: str | None = field(
+        default=None, metadata={"help": "multi: a pointwise eval's out folder; writes agreement.md"}
+    )
 
 
 def make_parser():
@@ -136,13 +150,16 @@ def check_instances(instances, where: str) -> None:
 
 def main(cfg: EvalConfig) -> int:
     """Run the evaluation and write the reports; returns 0."""
+    from habitat_eqarm.cli import eval_multi
     from habitat_eqarm.cli.common import progress_bar
 
     settings = settings_from(cfg)
+    eval_multi.check_protocol(cfg)
     instances = load_instances(cfg.data, cfg.split, cfg.data_root)[: cfg.limit]
     check_instances(instances, str(cfg.data))
     out = Path(cfg.out)
-    cache = SampleCache(out / "samples.jsonl", fingerprint(cfg, settings)).load()
+    prints = eval_multi.protocol_fingerprint(cfg, fingerprint(cfg, settings))
+    cache = SampleCache(out / "samples.jsonl", prints).load()
     model = None
     if any(inst.question_id not in cache.entries for inst in instances):
         from habitat_eqarm.rewards.model import EQARewardModel
@@ -159,16 +176,20 @@ def main(cfg: EvalConfig) -> int:
             **options,
         )
     with progress_bar(len(instances), f"eval K={max(settings.ks)}") as bar:
-        judgements, failures = sample_all(model, instances, settings, cache, progress=bar.update)
+        sample = eval_multi.sampler(cfg) or sample_all
+        judgements, failures = sample(model, instances, settings, cache, progress=bar.update)
     report = score_report(instances, judgements, settings)
-    write_reports(out, cfg, settings, instances, judgements, report, failures)
+    extra = eval_multi.extra_results(cfg, settings, instances, judgements)
+    write_reports(out, cfg, settings, instances, judgements, report, failures, extra)
+    eval_multi.write_comparison(out, cfg, settings, instances, judgements)
     if model is not None:
         model.close()
     return 0
 
 
-def write_reports(out, cfg, settings, instances, judgements, report, failures) -> None:
-    """results.json, the two tables, the scaling plot, the histogram and the reliability diagram."""
+def write_reports(out, cfg, settings, instances, judgements, report, failures, extra=None) -> None:
+    """results.json (with ``extra``'s keys), the two tables, the scaling plot, the histogram and
+    the reliability diagram."""
     main_agg = settings.aggregates[0]
     ks = [str(k) for k in settings.ks]
     shown = sorted({ks[0], ks[-1]}, key=int)
@@ -183,6 +204,7 @@ def write_reports(out, cfg, settings, instances, judgements, report, failures) -
         "failures": failures,
         "by_k": report,
         "format_by_k": formats,
+        **(extra or {}),
     }
     atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
     atomic_write_text(out / "table1.md", table1)

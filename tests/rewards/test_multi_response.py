@@ -8,7 +8,6 @@ from hypothesis import strategies as st
 
 from habitat_eqarm.data.schema import EQAInstance, response_id
 from habitat_eqarm.data.synthetic import make_synthetic_episode
-from habitat_eqarm.rewards.backends.base import GenerationResult, RewardBackend
 from habitat_eqarm.rewards.model import EQARewardModel, Judgement
 from habitat_eqarm.rewards.multi_response import (
     MULTI_RESPONSE_PROMPT,
@@ -95,27 +94,6 @@ def test_vote_orders_are_seeded_permutations():
     assert vote_orders(3, 2, seed=3, shuffle=False) == [[0, 1, 2], [0, 1, 2]]
 
 
-class AnswerValueJudge(RewardBackend):
-    """Test double of a capable judge: scores each listed response by the digit its answer
-    ends with (``"value 7"`` -> 7), in the labels of the prompt it is given."""
-
-    name = "answer-value-judge"
-    model_id = "answer-value-judge"
-
-    def __init__(self):
-        self.prompts = []
-
-    def sample(self, requests, params):
-        out = []
-        for req in requests:
-            text = req.messages[-1]["content"][-1]["text"]
-            self.prompts.append(text)
-            values = re.findall(r"Predicted answer: value (\d+)", text)
-            reply = "".join(block(i, v) for i, v in enumerate(values, 1))
-            out.append(GenerationResult([reply] * params.k, {"generate_s": 1.0}))
-        return out
-
-
 @pytest.fixture(scope="module")
 def episode(tmp_path_factory):
     return make_synthetic_episode(tmp_path_factory.mktemp("multi") / "episode", seed=0)
@@ -136,9 +114,9 @@ def group_of(question, values):
     ]
 
 
-def test_shuffled_votes_map_scores_back_to_their_responses(episode):
+def test_shuffled_votes_map_scores_back_to_their_responses(episode, answer_value_judge):
     _, questions = episode
-    judge = AnswerValueJudge()
+    judge = answer_value_judge()
     model = EQARewardModel(judge, num_keyframes=3)
     groups = [group_of(questions[0], [1, 5, 9, 4]), group_of(questions[1], [8, 2])]
     judged = model.score_multi(groups, k=6, seed=0, aggregate="mean")
@@ -154,16 +132,16 @@ def test_shuffled_votes_map_scores_back_to_their_responses(episode):
     assert judged[0][0].timings["generate_s"] == pytest.approx(1.5)
 
 
-def test_without_shuffle_one_prompt_serves_all_votes(episode):
-    judge = AnswerValueJudge()
+def test_without_shuffle_one_prompt_serves_all_votes(episode, answer_value_judge):
+    judge = answer_value_judge()
     (judgements,) = EQARewardModel(judge, num_keyframes=3).score_multi(
         [group_of(episode[1][0], [3, 7])], k=4, shuffle=False
     )
     assert len(judge.prompts) == 1 and [j.scores for j in judgements] == [[3] * 4, [7] * 4]
 
 
-def test_bad_groups_are_refused(episode):
-    model = EQARewardModel(AnswerValueJudge())
+def test_bad_groups_are_refused(episode, answer_value_judge):
+    model = EQARewardModel(answer_value_judge())
     a, b = group_of(episode[1][0], [3]), group_of(episode[1][1], [5])
     with pytest.raises(ValueError, match="has another question"):
         model.score_multi([a + b])
@@ -186,10 +164,10 @@ def test_tiny_model_one_prompt_for_the_group(tiny_model_path, episode):
     assert judgements[0].samples[0].text == judgements[2].samples[0].text
 
 
-def test_sample_all_multi_caches_and_resumes(tmp_path, episode):
+def test_sample_all_multi_caches_and_resumes(tmp_path, episode, answer_value_judge):
     _, questions = episode
     instances = group_of(questions[0], [1, 6]) + group_of(questions[1], [4, 8, 2])
-    judge = AnswerValueJudge()
+    judge = answer_value_judge()
     model = EQARewardModel(judge, num_keyframes=2)
     settings_ = EvalSettings(ks=(1, 2), batch_size=1)
     cache = SampleCache(tmp_path / "samples.jsonl", {"protocol": "multi"})
@@ -206,14 +184,14 @@ def test_sample_all_multi_caches_and_resumes(tmp_path, episode):
     )
 
 
-def test_sample_all_multi_reports_a_failing_group(tmp_path, episode):
+def test_sample_all_multi_reports_a_failing_group(tmp_path, episode, answer_value_judge):
     _, questions = episode
     broken = group_of(questions[1], [4, 8])
     broken[1].episode_path = str(tmp_path / "missing")  # another episode: a bad group
     instances = group_of(questions[0], [1, 6]) + broken
     cache = SampleCache(tmp_path / "s.jsonl", {})
     done, failures = sample_all_multi(
-        EQARewardModel(AnswerValueJudge(), num_keyframes=2),
+        EQARewardModel(answer_value_judge(), num_keyframes=2),
         instances,
         EvalSettings(ks=(1,), batch_size=4),
         cache,
