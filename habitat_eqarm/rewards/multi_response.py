@@ -132,16 +132,18 @@ def parse_multi_evaluation(text: str, n: int) -> ParsedMultiEvaluation:
     return ParsedMultiEvaluation([p.critique for p in ordered], [p.score for p in ordered], True)
 
 
+def response_block(label: int, instance: EQAInstance) -> str:
+    """One response between ``[Response i]`` and ``[End of response i]``: trace, then answer."""
+    answer = (instance.predicted_answer or "(no answer)").strip()
+    return (
+        f"[Response {label}]\nReasoning trace:\n{format_reasoning(instance.reasoning_steps)}\n"
+        f"Predicted answer: {answer}\n[End of response {label}]"
+    )
+
+
 def responses_text(instances: Sequence[EQAInstance]) -> str:
     """The responses as delimited blocks, labelled 1..N in the given order."""
-    blocks = []
-    for i, inst in enumerate(instances, 1):
-        answer = (inst.predicted_answer or "(no answer)").strip()
-        blocks.append(
-            f"[Response {i}]\nReasoning trace:\n{format_reasoning(inst.reasoning_steps)}\n"
-            f"Predicted answer: {answer}\n[End of response {i}]"
-        )
-    return "\n\n".join(blocks)
+    return "\n\n".join(response_block(i, inst) for i, inst in enumerate(instances, 1))
 
 
 def multi_prompt_text(instances: Sequence[EQAInstance], prompt: Prompt = MULTI_RESPONSE_PROMPT):
