@@ -119,6 +119,28 @@ def judgement_from_texts(
 ) -> Judgement:
     """Parse K sampled texts into a :class:`Judgement` (shared by every backend)."""
     samples = [Sample.from_text(t) for t in texts]
+    return judgement_from_samples(
+        instance,
+        samples,
+        aggregate=aggregate,
+        prompt_id=prompt_id,
+        model=model,
+        keyframe_indices=keyframe_indices,
+        timings=timings,
+    )
+
+
+def judgement_from_samples(
+    instance: EQAInstance,
+    samples: list[Sample],
+    *,
+    aggregate: str,
+    prompt_id: str,
+    model: str,
+    keyframe_indices: Sequence[int] = (),
+    timings: dict[str, float] | None = None,
+) -> Judgement:
+    """A :class:`Judgement` of ``instance`` from parsed samples, aggregated by ``aggregate``."""
     scores = [s.score for s in samples]
     return Judgement(
         question_id=instance.question_id,

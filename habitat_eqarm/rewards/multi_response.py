@@ -33,9 +33,14 @@ from dataclasses import dataclass
 from habitat_eqarm.data.episode import EpisodeMemory
 from habitat_eqarm.data.schema import EQAInstance
 from habitat_eqarm.rewards.backends.base import GenerationRequest, SamplingParams
-from habitat_eqarm.rewards.model import EQARewardModel, Judgement, Sample
+from habitat_eqarm.rewards.model import (
+    EQARewardModel,
+    Judgement,
+    Sample,
+    judgement_from_samples,
+)
 from habitat_eqarm.rewards.parsing import SCORE_MAX, SCORE_MIN, aggregate_scores, parse_evaluation
-from habitat_eqarm.rewards.prompts import Prompt, format_reasoning
+from habitat_eqarm.rewards.prompts import RM_RUBRIC, Prompt, format_reasoning
 
 MULTI_RESPONSE_PROMPT = Prompt(
     id="eqarm-rm-multi-v1",
@@ -52,14 +57,8 @@ MULTI_RESPONSE_PROMPT = Prompt(
         "{responses}\n\n"
         "Score each of the {n} responses from 0 (worst) to 10 (best), independently of the "
         "others and of their order:\n"
-        "- 60%: is the answer plausible, specific enough, and confirmed by what the frames "
-        "show?\n"
-        "- 40%: is the trace sound: logical steps, references to things actually visible in "
-        "the frames, and an answer that follows from the trace?\n"
-        "Use the whole scale; do not default to extreme scores. Objects may lie outside the "
-        "keyframes, so do not punish a claim only because you cannot see its object, but be "
-        "strict about claims that the frames contradict.\n\n"
-        "Reply with exactly one evaluation per response ({labels}), each a short critique "
+        + RM_RUBRIC
+        + "Reply with exactly one evaluation per response ({labels}), each a short critique "
         "then the integer score, and nothing else:\n"
         '<evaluation response="1"><critique>your critique</critique><score>N</score>'
         "</evaluation>\n...one block per response..."
@@ -235,23 +234,18 @@ def votes_to_judgements(
                     reason=parsed.reason,
                 )
             )
-    out = []
-    for inst, samples in zip(group, per_response, strict=True):
-        scores = [s.score for s in samples]
-        out.append(
-            Judgement(
-                question_id=inst.question_id,
-                samples=samples,
-                score=aggregate_scores(scores, aggregate),
-                aggregate=aggregate,
-                n_valid=sum(s is not None for s in scores),
-                prompt_id=prompt_id,
-                model=model,
-                keyframe_indices=list(keyframe_indices),
-                timings=dict(timings or {}),
-            )
+    return [
+        judgement_from_samples(
+            inst,
+            samples,
+            aggregate=aggregate,
+            prompt_id=prompt_id,
+            model=model,
+            keyframe_indices=keyframe_indices,
+            timings=timings,
         )
-    return out
+        for inst, samples in zip(group, per_response, strict=True)
+    ]
 
 
 def score_groups(

@@ -28,18 +28,7 @@ def make_toy_rft_set(folder: str | Path, *, episodes: int = 2, n_rft: int = 4, s
         )
         for q in questions:
             for n, (answer, gt) in enumerate([(q.gt_answer, 9), ("purple", 2)]):
-                inst = EQAInstance(
-                    question_id=response_id(q.question_id, n),
-                    question=q.question,
-                    category=q.category,
-                    source="other",
-                    episode_id=q.episode_id,
-                    gt_answer=q.gt_answer,
-                    predicted_answer=answer,
-                    reasoning_steps=["I walked through the rooms.", f"I answer {answer}."],
-                    episode_path=q.episode_path,
-                    gt_score=gt,
-                )
+                inst = toy_response(q, n, answer, gt)
                 instances.append(inst)
                 texts = [_candidate(rng, answer, gt) for _ in range(n_rft)]
                 judgement = judgement_from_texts(
@@ -88,19 +77,21 @@ def make_toy_preference_set(folder: str | Path, *, episode_seed: int = 0) -> Pat
         shift = i % len(PREFERENCE_RESPONSES)  # the right answer is not always listed first
         listed = PREFERENCE_RESPONSES[shift:] + PREFERENCE_RESPONSES[:shift]
         for n, (answer, gt) in enumerate(listed):
-            answer = answer or q.gt_answer
-            instances.append(
-                EQAInstance(
-                    question_id=response_id(q.question_id, n),
-                    question=q.question,
-                    category=q.category,
-                    source="other",
-                    episode_id=q.episode_id,
-                    gt_answer=q.gt_answer,
-                    predicted_answer=answer,
-                    reasoning_steps=["I walked through the rooms.", f"I answer {answer}."],
-                    episode_path=q.episode_path,
-                    gt_score=gt,
-                )
-            )
+            instances.append(toy_response(q, n, answer or q.gt_answer, gt))
     return write_jsonl(folder / "preferences.jsonl", instances)
+
+
+def toy_response(question: EQAInstance, n: int, answer: str, gt: int) -> EQAInstance:
+    """Response ``n`` to a synthetic ``question``: ``answer`` after a two-step trace, GT ``gt``."""
+    return EQAInstance(
+        question_id=response_id(question.question_id, n),
+        question=question.question,
+        category=question.category,
+        source="other",
+        episode_id=question.episode_id,
+        gt_answer=question.gt_answer,
+        predicted_answer=answer,
+        reasoning_steps=["I walked through the rooms.", f"I answer {answer}."],
+        episode_path=question.episode_path,
+        gt_score=gt,
+    )
