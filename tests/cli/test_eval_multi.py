@@ -51,6 +51,10 @@ def test_multi_reports_every_k_and_agrees_with_pointwise(bench, tmp_path, answer
     assert results["by_k"]["4"]["majority"]["overall"]["accuracy"] == 1.0
     assert results["by_k"]["1"]["majority"]["pairwise"]["accuracy"] == 1.0
     assert results["invalid_reasons"] == {} and results["n_scored"] == 12
+    for png in ("scaling.png", "histogram.png", "reliability.png"):  # the K curves, as pointwise
+        assert (tmp_path / "multi" / png).read_bytes()[:4] == b"\x89PNG"
+    fingerprint = json.loads((tmp_path / "multi" / "samples.jsonl").read_text().splitlines()[0])
+    assert fingerprint["fingerprint"]["prompt_id"] == "eqarm-rm-multi-v1"
 
     # compare: the cached multi samples are reused, only agreement.md is new
     compare = ["--protocol", "multi", "--compare_with", str(tmp_path / "point")]

@@ -76,6 +76,18 @@ def test_never_raises_and_format_ok_means_one_valid_score_per_response(text, n):
         assert parsed.reason and parsed.scores == [None] * n
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 10), min_size=1, max_size=8), st.randoms(use_true_random=False))
+def test_well_formed_output_round_trips_in_any_order(scores, rng):
+    labels = list(range(1, len(scores) + 1))
+    rng.shuffle(labels)
+    text = "\n".join(block(i, scores[i - 1], f"about {i}") for i in labels)
+    parsed = parse_multi_evaluation(text, len(scores))
+    assert parsed.format_ok and parsed.scores == scores
+    assert parsed.critiques == [f"about {i}" for i in range(1, len(scores) + 1)]
+    assert not parse_multi_evaluation(text, len(scores) + 1).format_ok  # one missing
+
+
 def test_prompt_lists_every_response_and_hides_the_gt():
     group = [
         EQAInstance(question_id=f"q#{i}", question="Where?", gt_answer="SECRET", predicted_answer=a)
