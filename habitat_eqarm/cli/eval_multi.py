@@ -4,8 +4,9 @@ The responses to one question are scored in one prompt per vote
 (:func:`~habitat_eqarm.rewards.sample_cache.sample_all_multi`); every report of the pointwise
 run (K = 1..Kmax curves, tables, plots) is then computed the same way from the per-response
 judgements. ``results.json`` gains ``invalid_reasons`` (why votes were invalid, counted per
-response and sample at Kmax), and ``--compare_with`` a pointwise run's folder writes
-``agreement.md`` / ``agreement.json`` (:mod:`habitat_eqarm.bench.agreement`).
+response and sample at Kmax) and ``position_bias`` (mean score by listed position), and
+``--compare_with`` a pointwise run's folder writes ``agreement.md`` / ``agreement.json``
+(:mod:`habitat_eqarm.bench.agreement`).
 """
 
 from __future__ import annotations
@@ -58,11 +59,32 @@ def invalid_reasons(judgements) -> dict[str, int]:
     return dict(reasons.most_common())
 
 
+def position_bias(judgements) -> dict[str, dict[str, float]]:
+    """Mean valid score, and valid samples, by the position a response was listed at (from 1).
+
+    With shuffled votes every response visits the positions at random, so a trend over the
+    positions is the judge's bias, not the responses'.
+    """
+    by_position: dict[int, list[int]] = {}
+    for judgement in judgements.values():
+        for s in judgement.samples:
+            if s.position is not None and s.score is not None:
+                by_position.setdefault(s.position + 1, []).append(s.score)
+    return {
+        str(p): {"mean_score": sum(v) / len(v), "samples": len(v)}
+        for p, v in sorted(by_position.items())
+    }
+
+
 def extra_results(cfg, settings, instances, judgements) -> dict:
     """Keys the multi protocol adds to ``results.json``."""
     if cfg.protocol != "multi":
         return {}
-    return {"protocol": "multi", "invalid_reasons": invalid_reasons(judgements)}
+    return {
+        "protocol": "multi",
+        "invalid_reasons": invalid_reasons(judgements),
+        "position_bias": position_bias(judgements),
+    }
 
 
 def write_comparison(out: Path, cfg, settings, instances, judgements) -> None:

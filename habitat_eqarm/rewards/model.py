@@ -30,7 +30,8 @@ class Sample:
     """One sampled evaluation: the raw text, its parsed critique and score, and validity.
 
     ``score`` is None unless the text is well formed (lenient recovery is not used here).
-    ``reason`` says why a multi-response sample is invalid (None for pointwise samples).
+    Multi-response samples also carry ``reason`` (why the vote is invalid) and ``position``
+    (where the response was listed in the vote, from 0); both are None for pointwise samples.
     """
 
     text: str
@@ -38,6 +39,7 @@ class Sample:
     score: int | None
     format_ok: bool
     reason: str | None = None
+    position: int | None = None
 
     @classmethod
     def from_text(cls, text: str) -> Sample:

@@ -218,8 +218,8 @@ def votes_to_judgements(
 ) -> list[Judgement]:
     """Per-response judgements from K ``(order, text)`` votes; scores mapped back by order.
 
-    Each response's sample i holds vote i's full text, that response's critique and score, and
-    the vote's validity and reason (the same for every response of the vote).
+    Each response's sample i holds vote i's full text, that response's critique, score and
+    position in the vote, and the vote's validity and reason (the same for its every response).
     """
     per_response: list[list[Sample]] = [[] for _ in group]
     for order, text in votes:
@@ -232,6 +232,7 @@ def votes_to_judgements(
                     score=parsed.scores[position],
                     format_ok=parsed.format_ok,
                     reason=parsed.reason,
+                    position=position,
                 )
             )
     return [

@@ -51,6 +51,8 @@ def test_multi_reports_every_k_and_agrees_with_pointwise(bench, tmp_path, answer
     assert results["by_k"]["4"]["majority"]["overall"]["accuracy"] == 1.0
     assert results["by_k"]["1"]["majority"]["pairwise"]["accuracy"] == 1.0
     assert results["invalid_reasons"] == {} and results["n_scored"] == 12
+    bias = results["position_bias"]  # 4 votes x 12 responses spread over positions 1..4
+    assert set(bias) == {"1", "2", "3", "4"} and sum(p["samples"] for p in bias.values()) == 48
     for png in ("scaling.png", "histogram.png", "reliability.png"):  # the K curves, as pointwise
         assert (tmp_path / "multi" / png).read_bytes()[:4] == b"\x89PNG"
     fingerprint = json.loads((tmp_path / "multi" / "samples.jsonl").read_text().splitlines()[0])

@@ -140,6 +140,11 @@ def test_shuffled_votes_map_scores_back_to_their_responses(episode, answer_value
             assert j.question_id == inst.question_id and j.prompt_id == "eqarm-rm-multi-v1"
             assert j.scores == [inst.gt_score] * 6 and j.score == inst.gt_score
             assert j.prefix(2).n_valid == 2 and len(j.keyframe_indices) == 3
+            assert all(s.position is not None and 0 <= s.position < len(group) for s in j.samples)
+    # each vote lists every response once: positions of a vote are a permutation
+    for vote in range(6):
+        positions = sorted(j.samples[vote].position for j in judged[0])
+        assert positions == [0, 1, 2, 3]
     # a group's seconds are split over its responses: 6 votes x 1 s / 4 responses
     assert judged[0][0].timings["generate_s"] == pytest.approx(1.5)
 
