@@ -157,6 +157,22 @@ def judgement_from_samples(
     )
 
 
+def check_call(
+    k: int, aggregate: str, memories: Sequence[Any] | None, n: int, what: str
+) -> list[Any]:
+    """Validate a scoring call before any work; the memories as a list of ``n`` (None: read).
+
+    ``what``: what the ``n`` items are, in the error ("instances", "groups").
+    """
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    aggregate_scores([], aggregate)  # raises on an unknown method name
+    memories = list(memories) if memories is not None else [None] * n
+    if len(memories) != n:
+        raise ValueError(f"{len(memories)} memories for {n} {what}")
+    return memories
+
+
 class EQARewardModel:
     """A generative reward model for EQA: critique + 0-10 score per instance.
 
@@ -263,12 +279,7 @@ class EQARewardModel:
         (e.g. recorded by a gym wrapper) instead of reading each ``episode_path``.
         ``min_new_tokens > 0`` forces that many tokens per sample (fixed-length benchmarks).
         """
-        if k < 1:
-            raise ValueError(f"k must be at least 1, got {k}")
-        aggregate_scores([], aggregate)  # validates the method name before any work
-        memories = list(memories) if memories is not None else [None] * len(instances)
-        if len(memories) != len(instances):
-            raise ValueError(f"{len(memories)} memories for {len(instances)} instances")
+        memories = check_call(k, aggregate, memories, len(instances), "instances")
         t0 = time.perf_counter()
         opened: dict[str, EpisodeMemory] = {}  # instances of one episode share one reader
         for i, inst in enumerate(instances):

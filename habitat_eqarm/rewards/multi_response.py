@@ -37,9 +37,10 @@ from habitat_eqarm.rewards.model import (
     EQARewardModel,
     Judgement,
     Sample,
+    check_call,
     judgement_from_samples,
 )
-from habitat_eqarm.rewards.parsing import SCORE_MAX, SCORE_MIN, aggregate_scores, parse_evaluation
+from habitat_eqarm.rewards.parsing import SCORE_MAX, SCORE_MIN, parse_evaluation
 from habitat_eqarm.rewards.prompts import RM_RUBRIC, Prompt, format_reasoning
 
 MULTI_RESPONSE_PROMPT = Prompt(
@@ -270,12 +271,7 @@ def score_groups(
     Timings are the group's seconds split evenly over its responses, so summed over instances
     they compare with pointwise ones.
     """
-    if k < 1:
-        raise ValueError(f"k must be at least 1, got {k}")
-    aggregate_scores([], aggregate)  # validates the method name before any work
-    memories = list(memories) if memories is not None else [None] * len(groups)
-    if len(memories) != len(groups):
-        raise ValueError(f"{len(memories)} memories for {len(groups)} groups")
+    memories = check_call(k, aggregate, memories, len(groups), "groups")
     t0 = time.perf_counter()
     built, plans = [], []
     for g, (group, memory) in enumerate(zip(groups, memories, strict=True)):
