@@ -10,6 +10,7 @@ percentile-bootstrap intervals (``ci``: ``lo``/``hi``), seeded with ``--seed``; 
 calibration error (ECE) of score/10 counts a response correct iff its GT score is at least
 ``--correct_at``. Changing only these reporting options reuses every cached sample.
 
+``--protocol pairwise`` or ``semi-scalar`` adds pairwise reports (:mod:`.eval_pairwise`).
 ``--protocol multi`` scores the responses to one question in one prompt per vote and reports
 the same K curves (:mod:`habitat_eqarm.cli.eval_multi`; give ``--max_new_tokens`` room for N
 evaluations); ``--compare_with`` a pointwise run's folder adds ``agreement.md``.
@@ -38,6 +39,8 @@ from habitat_eqarm.rewards.backends.base import MAX_PIXELS
 from habitat_eqarm.rewards.parsing import AGGREGATES, aggregate_scores
 from habitat_eqarm.rewards.prompts import REWARD_MODEL_PROMPT
 from habitat_eqarm.rewards.sample_cache import EvalSettings, SampleCache, sample_all
+
+PROTOCOLS = ("pointwise", "semi-scalar", "pairwise", "multi")
 
 
 @dataclass
@@ -77,7 +80,11 @@ class EvalConfig:
     max_pixels: int = MAX_PIXELS
     protocol: str = field(
         default="pointwise",
-        metadata={"help": "pointwise, or multi: the responses to a question in one prompt"},
+        metadata={
+            "help": "pointwise, semi-scalar (pointwise, and its scores compared per "
+            "pair), pairwise (a verdict on each pair, in both orders) or multi (the "
+            "responses to a question in one prompt)"
+        },
     )
     shuffle: bool = field(
         default=True, metadata={"help": "multi: each vote lists the responses in its own order"}
@@ -148,39 +155,52 @@ def check_instances(instances, where: str) -> None:
         raise InstanceError("no instances to evaluate")
 
 
+def load_reward_model(cfg: EvalConfig):
+    """The reward model the options name (backend, frames, batch size)."""
+    from habitat_eqarm.rewards.model import EQARewardModel
+
+    options = {"max_pixels": cfg.max_pixels, **backend_kwargs(cfg.backend_kwargs)}
+    if cfg.backend == "hf":  # requests per forward pass; remote backends batch themselves
+        options = {"batch_size": cfg.batch_size, **options}
+    return EQARewardModel.from_pretrained(
+        cfg.model,
+        cfg.backend,
+        num_keyframes=cfg.num_keyframes,
+        keyframe_method=cfg.keyframe_method,
+        frames_as=cfg.frames_as,
+        **options,
+    )
+
+
 def main(cfg: EvalConfig) -> int:
     """Run the evaluation and write the reports; returns 0."""
-    from habitat_eqarm.cli import eval_multi
+    from habitat_eqarm.cli import eval_multi, eval_pairwise
     from habitat_eqarm.cli.common import progress_bar
 
+    if cfg.protocol not in PROTOCOLS:
+        raise ValueError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got {cfg.protocol!r}")
+    if cfg.protocol == "pairwise":
+        return eval_pairwise.main(cfg)
     settings = settings_from(cfg)
     eval_multi.check_protocol(cfg)
     instances = load_instances(cfg.data, cfg.split, cfg.data_root)[: cfg.limit]
     check_instances(instances, str(cfg.data))
+    if cfg.protocol == "semi-scalar":  # refuse data without pairs before any sampling
+        eval_pairwise.pairs_of(instances, str(cfg.data))
     out = Path(cfg.out)
     prints = eval_multi.protocol_fingerprint(cfg, fingerprint(cfg, settings))
     cache = SampleCache(out / "samples.jsonl", prints).load()
     model = None
     if any(inst.question_id not in cache.entries for inst in instances):
-        from habitat_eqarm.rewards.model import EQARewardModel
-
-        options = {"max_pixels": cfg.max_pixels, **backend_kwargs(cfg.backend_kwargs)}
-        if cfg.backend == "hf":  # requests per forward pass; remote backends batch themselves
-            options = {"batch_size": cfg.batch_size, **options}
-        model = EQARewardModel.from_pretrained(
-            cfg.model,
-            cfg.backend,
-            num_keyframes=cfg.num_keyframes,
-            keyframe_method=cfg.keyframe_method,
-            frames_as=cfg.frames_as,
-            **options,
-        )
+        model = load_reward_model(cfg)
     with progress_bar(len(instances), f"eval K={max(settings.ks)}") as bar:
         sample = eval_multi.sampler(cfg) or sample_all
         judgements, failures = sample(model, instances, settings, cache, progress=bar.update)
     report = score_report(instances, judgements, settings)
     extra = eval_multi.extra_results(cfg, settings, instances, judgements)
     write_reports(out, cfg, settings, instances, judgements, report, failures, extra)
+    if cfg.protocol == "semi-scalar":
+        eval_pairwise.write_semi_scalar(out, cfg, settings, instances, judgements)
     eval_multi.write_comparison(out, cfg, settings, instances, judgements)
     if model is not None:
         model.close()

@@ -21,13 +21,9 @@ from habitat_eqarm.data.io import atomic_write_text
 from habitat_eqarm.rewards.multi_response import MULTI_RESPONSE_PROMPT
 from habitat_eqarm.rewards.sample_cache import SampleCache, sample_all_multi
 
-PROTOCOLS = ("pointwise", "multi")
-
 
 def check_protocol(cfg) -> None:
-    """A known protocol, and ``--compare_with`` only where it means something."""
-    if cfg.protocol not in PROTOCOLS:
-        raise ValueError(f"unknown --protocol {cfg.protocol!r}; choose one of {PROTOCOLS}")
+    """``--compare_with`` only where it means something, and naming an eval's folder."""
     if cfg.compare_with and cfg.protocol != "multi":
         raise ValueError("--compare_with compares a multi-response run with a pointwise one")
     if cfg.compare_with and not (Path(cfg.compare_with) / "samples.jsonl").is_file():

@@ -28,6 +28,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "habitat_eqarm.cli.train_value_head",
         "a value head on each response's last token: Bradley-Terry or listwise loss",
     ),
+    "rollouts": (
+        "habitat_eqarm.cli.rollouts",
+        "play an agent over an env; write the episodes as EQA-RM data (JSONL)",
+    ),
     "serve": (
         "habitat_eqarm.cli.serve",
         "a reward model over HTTP: OpenAI-compatible and /v1/score",

@@ -21,6 +21,14 @@ from habitat_eqarm.rewards.backends.base import (
     SamplingParams,
     load_backend,
 )
+from habitat_eqarm.rewards.pairwise import (
+    ORDERS,
+    PAIRWISE_PROMPT,
+    PairJudgement,
+    ResponsePair,
+    pair_judgement_from_texts,
+    pair_messages,
+)
 from habitat_eqarm.rewards.parsing import aggregate_scores, parse_evaluation
 from habitat_eqarm.rewards.prompts import REWARD_MODEL_PROMPT, Prompt, build_messages
 
@@ -173,6 +181,20 @@ def check_call(
     return memories
 
 
+def open_memories(
+    instances: Sequence[EQAInstance], memories: Sequence[EpisodeMemory | None]
+) -> list[EpisodeMemory | None]:
+    """``memories`` with each missing one read from its instance's episode (one reader each)."""
+    out = list(memories)
+    opened: dict[str, EpisodeMemory] = {}
+    for i, inst in enumerate(instances):
+        if out[i] is None and inst.episode_path:
+            if inst.episode_path not in opened:
+                opened[inst.episode_path] = EpisodeMemory.from_path(inst.episode_path)
+            out[i] = opened[inst.episode_path]
+    return out
+
+
 class EQARewardModel:
     """A generative reward model for EQA: critique + 0-10 score per instance.
 
@@ -237,10 +259,20 @@ class EQARewardModel:
         other.backend = backend
         return other
 
-    def frames_for(
+    def request_for(
+        self, instance: EQAInstance, memory: EpisodeMemory | None = None
+    ) -> tuple[GenerationRequest, list[int]]:
+        """The backend request for ``instance`` and the keyframe indices it used."""
+        frames, indices = self.keyframes_for(instance, memory)
+        as_video = self.frames_as == "video"
+        messages = build_messages(self.prompt, instance, len(indices), as_video=as_video)
+        request = GenerationRequest(messages, frames, as_video=as_video, prompt_id=self.prompt.id)
+        return request, indices
+
+    def keyframes_for(
         self, instance: EQAInstance, memory: EpisodeMemory | None = None
     ) -> tuple[Any, list[int]]:
-        """The keyframes of ``instance`` (its own indices, else this model's choice) and indices."""
+        """The keyframes shown for ``instance`` and their indices in its episode memory."""
         if memory is None:
             if not instance.episode_path:
                 raise ValueError(f"instance {instance.question_id!r} has no episode_path")
@@ -249,16 +281,6 @@ class EQARewardModel:
             self.num_keyframes, self.keyframe_method
         )
         return memory.frames(indices), list(indices)
-
-    def request_for(
-        self, instance: EQAInstance, memory: EpisodeMemory | None = None
-    ) -> tuple[GenerationRequest, list[int]]:
-        """The backend request for ``instance`` and the keyframe indices it used."""
-        frames, indices = self.frames_for(instance, memory)
-        as_video = self.frames_as == "video"
-        messages = build_messages(self.prompt, instance, len(indices), as_video=as_video)
-        request = GenerationRequest(messages, frames, as_video=as_video, prompt_id=self.prompt.id)
-        return request, indices
 
     def score(
         self,
@@ -281,12 +303,7 @@ class EQARewardModel:
         """
         memories = check_call(k, aggregate, memories, len(instances), "instances")
         t0 = time.perf_counter()
-        opened: dict[str, EpisodeMemory] = {}  # instances of one episode share one reader
-        for i, inst in enumerate(instances):
-            if memories[i] is None and inst.episode_path:
-                if inst.episode_path not in opened:
-                    opened[inst.episode_path] = EpisodeMemory.from_path(inst.episode_path)
-                memories[i] = opened[inst.episode_path]
+        memories = open_memories(instances, memories)
         built = [self.request_for(inst, mem) for inst, mem in zip(instances, memories, strict=True)]
         frames_s = (time.perf_counter() - t0) / max(1, len(instances))
         params = SamplingParams(k, temperature, top_p, max_new_tokens, seed, min_new_tokens)
@@ -316,6 +333,52 @@ class EQARewardModel:
         from habitat_eqarm.rewards.multi_response import score_groups
 
         return score_groups(self, groups, k, **kwargs)
+
+    def judge_pairs(
+        self,
+        pairs: Sequence[ResponsePair],
+        k: int = 1,
+        temperature: float = 0.8,
+        top_p: float = 0.9,
+        seed: int | None = None,
+        *,
+        max_new_tokens: int = 512,
+        prompt: Prompt = PAIRWISE_PROMPT,
+    ) -> list[PairJudgement]:
+        """``k`` pairwise verdicts on each pair in both orders, (A, B) and (B, A).
+
+        Both orders show the same keyframes (the first response's episode memory) and differ
+        only in which response is A; the K votes of one order are K samples of one request,
+        so a backend that shares a prefill (``hf``) encodes the frames once per order.
+        """
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        t0 = time.perf_counter()
+        memories = open_memories([p.first for p in pairs], [None] * len(pairs))
+        as_video = self.frames_as == "video"
+        requests, indices = [], []
+        for pair, memory in zip(pairs, memories, strict=True):
+            if pair.first.episode_path != pair.second.episode_path:
+                raise ValueError(f"pair {pair.question_id!r}: the responses' episodes differ")
+            frames, used = self.keyframes_for(pair.first, memory)
+            indices.append(used)
+            for order in ORDERS:
+                messages = pair_messages(prompt, *pair.shown(order), len(used), as_video=as_video)
+                requests.append(GenerationRequest(messages, frames, as_video, prompt.id))
+        frames_s = (time.perf_counter() - t0) / max(1, len(pairs))
+        params = SamplingParams(k, temperature, top_p, max_new_tokens, seed)
+        results = self.backend.generate(requests, params)
+        return [
+            pair_judgement_from_texts(
+                pair,
+                {o: results[2 * i + j].texts for j, o in enumerate(ORDERS)},
+                prompt_id=prompt.id,
+                model=self.name,
+                keyframe_indices=indices[i],
+                timings={"frames_s": frames_s, **results[2 * i].timings},
+            )
+            for i, pair in enumerate(pairs)
+        ]
 
     def close(self) -> None:
         """Release the backend."""

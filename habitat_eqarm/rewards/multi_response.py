@@ -193,7 +193,7 @@ def group_requests(
     prompt: Prompt,
 ) -> tuple[list[GenerationRequest], list[int]]:
     """One request per distinct order of ``group`` (frames read once) and the keyframes used."""
-    frames, indices = model.frames_for(group[0], memory)
+    frames, indices = model.keyframes_for(group[0], memory)
     as_video = model.frames_as == "video"
     media = [{"type": "video"}] if as_video else [{"type": "image"} for _ in indices]
     requests = []

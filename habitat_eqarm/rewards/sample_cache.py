@@ -27,12 +27,14 @@ class SampleCache:
     """Per-instance Kmax judgements in a JSONL file, keyed by question id and a fingerprint.
 
     Lines with another fingerprint (other model, prompt, K or sampling settings) are ignored,
-    and so is a torn last line left by a killed run.
+    and so is a torn last line left by a killed run. ``record_type``: what a line holds, any
+    class with ``question_id``, ``to_dict`` and ``from_dict`` (pairwise verdicts use it).
     """
 
     path: Path
     fingerprint: dict[str, Any]
     entries: dict[str, Judgement] = field(default_factory=dict)
+    record_type: type = Judgement
     _tail_checked: bool = False
 
     def load(self, accept_any: bool = False) -> SampleCache:
@@ -44,7 +46,7 @@ class SampleCache:
                 try:
                     record = json.loads(line)
                     if accept_any or record.get("fingerprint") == self.fingerprint:
-                        judgement = Judgement.from_dict(record["judgement"])
+                        judgement = self.record_type.from_dict(record["judgement"])
                         self.entries[judgement.question_id] = judgement
                 except (json.JSONDecodeError, KeyError, TypeError):
                     continue  # a line torn by a kill, or from another version
@@ -98,15 +100,20 @@ def sample_all(
     settings: EvalSettings,
     cache: SampleCache,
     progress: Callable[[int], None] | None = None,
+    method: str = "score",
 ) -> tuple[dict[str, Judgement], list[dict[str, str]]]:
-    """Kmax judgements for every instance (cached ones reused) and the failures."""
+    """Kmax judgements for every instance (cached ones reused) and the failures.
+
+    ``method``: the model's method that judges a batch (``"judge_pairs"`` for pairs).
+    """
     todo = [(i, inst) for i, inst in enumerate(instances) if inst.question_id not in cache.entries]
     if progress:
         progress(len(instances) - len(todo))
 
     def score(batch):
         seed = settings.seed + batch[0][0]
-        return model.score([inst for _, inst in batch], seed=seed, **_sampling(settings))
+        judge = getattr(model, method)
+        return judge([inst for _, inst in batch], seed=seed, **_sampling(settings))
 
     failures: list[dict[str, str]] = []
     for start in range(0, len(todo), settings.batch_size):
