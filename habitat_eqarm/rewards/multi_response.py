@@ -39,6 +39,7 @@ from habitat_eqarm.rewards.model import (
     Sample,
     check_call,
     judgement_from_samples,
+    open_memories,
 )
 from habitat_eqarm.rewards.parsing import SCORE_MAX, SCORE_MIN, parse_evaluation
 from habitat_eqarm.rewards.prompts import RM_RUBRIC, Prompt, format_reasoning
@@ -272,10 +273,12 @@ def score_groups(
     they compare with pointwise ones.
     """
     memories = check_call(k, aggregate, memories, len(groups), "groups")
+    for group in groups:
+        check_group(group)
     t0 = time.perf_counter()
+    memories = open_memories([group[0] for group in groups], memories)  # one reader an episode
     built, plans = [], []
     for g, (group, memory) in enumerate(zip(groups, memories, strict=True)):
-        check_group(group)
         base = None if seed is None else seed + g
         orders = vote_orders(len(group), k, base, shuffle)
         requests, indices = group_requests(
