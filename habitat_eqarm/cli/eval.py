@@ -18,6 +18,7 @@ evaluations); ``--compare_with`` a pointwise run's folder adds ``agreement.md``.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,14 +39,20 @@ from habitat_eqarm.data.schema import InstanceError, check_unique_ids
 from habitat_eqarm.rewards.backends.base import MAX_PIXELS
 from habitat_eqarm.rewards.parsing import AGGREGATES, aggregate_scores
 from habitat_eqarm.rewards.prompts import REWARD_MODEL_PROMPT
-from habitat_eqarm.rewards.sample_cache import EvalSettings, SampleCache, sample_all
+from habitat_eqarm.rewards.ray_engine import EngineOptions, check_engine
+from habitat_eqarm.rewards.sample_cache import (
+    EvalSettings,
+    SampleCache,
+    sample_all,
+    sample_all_ray,
+)
 
 PROTOCOLS = ("pointwise", "semi-scalar", "pairwise", "multi")
 
 
 @dataclass
-class EvalConfig:
-    """Options of `eqarm eval`."""
+class EvalConfig(EngineOptions):
+    """Options of `eqarm eval` (``--engine ray``: scored in Ray actors, same results)."""
 
     model: str = field(metadata={"help": "reward model: local path or hub id"})
     data: str = field(metadata={"help": "labelled instances: .jsonl, .parquet or dataset folder"})
@@ -172,6 +179,24 @@ def load_reward_model(cfg: EvalConfig):
     )
 
 
+def sample_with_engine(cfg: EvalConfig, items, settings, cache, progress, method="score"):
+    """``(judgements, failures)`` of :func:`sample_all` (``--engine local``: the model opened
+    here, only if something is not cached) or :func:`sample_all_ray` (in Ray actors)."""
+    if cfg.engine == "ray":
+        opener = functools.partial(load_reward_model, cfg)
+        return sample_all_ray(opener, items, settings, cache, cfg, progress, method)
+    from habitat_eqarm.cli import eval_multi
+
+    missing = any(item.question_id not in cache.entries for item in items)
+    model = load_reward_model(cfg) if missing else None
+    try:
+        sample = eval_multi.sampler(cfg) or functools.partial(sample_all, method=method)
+        return sample(model, items, settings, cache, progress=progress)
+    finally:
+        if model is not None:
+            model.close()
+
+
 def main(cfg: EvalConfig) -> int:
     """Run the evaluation and write the reports; returns 0."""
     from habitat_eqarm.cli import eval_multi, eval_pairwise
@@ -179,6 +204,7 @@ def main(cfg: EvalConfig) -> int:
 
     if cfg.protocol not in PROTOCOLS:
         raise ValueError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got {cfg.protocol!r}")
+    check_engine(cfg)
     if cfg.protocol == "pairwise":
         return eval_pairwise.main(cfg)
     settings = settings_from(cfg)
@@ -190,20 +216,14 @@ def main(cfg: EvalConfig) -> int:
     out = Path(cfg.out)
     prints = eval_multi.protocol_fingerprint(cfg, fingerprint(cfg, settings))
     cache = SampleCache(out / "samples.jsonl", prints).load()
-    model = None
-    if any(inst.question_id not in cache.entries for inst in instances):
-        model = load_reward_model(cfg)
     with progress_bar(len(instances), f"eval K={max(settings.ks)}") as bar:
-        sample = eval_multi.sampler(cfg) or sample_all
-        judgements, failures = sample(model, instances, settings, cache, progress=bar.update)
+        judgements, failures = sample_with_engine(cfg, instances, settings, cache, bar.update)
     report = score_report(instances, judgements, settings)
     extra = eval_multi.extra_results(cfg, settings, instances, judgements)
     write_reports(out, cfg, settings, instances, judgements, report, failures, extra)
     if cfg.protocol == "semi-scalar":
         eval_pairwise.write_semi_scalar(out, cfg, settings, instances, judgements)
     eval_multi.write_comparison(out, cfg, settings, instances, judgements)
-    if model is not None:
-        model.close()
     return 0
 
 

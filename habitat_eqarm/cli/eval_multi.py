@@ -23,7 +23,10 @@ from habitat_eqarm.rewards.sample_cache import SampleCache, sample_all_multi
 
 
 def check_protocol(cfg) -> None:
-    """``--compare_with`` only where it means something, and naming an eval's folder."""
+    """``--compare_with`` only where it means something, and naming an eval's folder; the
+    multi protocol runs in this process (``--engine local``)."""
+    if cfg.protocol == "multi" and getattr(cfg, "engine", "local") != "local":
+        raise ValueError("--protocol multi runs with --engine local")
     if cfg.compare_with and cfg.protocol != "multi":
         raise ValueError("--compare_with compares a multi-response run with a pointwise one")
     if cfg.compare_with and not (Path(cfg.compare_with) / "samples.jsonl").is_file():

@@ -24,12 +24,12 @@ from pathlib import Path
 from habitat_eqarm.bench.pairwise import VOTE, build_pairs, score_pair_report, verdict_report
 from habitat_eqarm.bench.pairwise_report import plot_pairwise_scaling, table_invalid, table_pairwise
 from habitat_eqarm.bench.report import table_by_category
-from habitat_eqarm.cli.eval import check_instances, fingerprint, load_reward_model, settings_from
+from habitat_eqarm.cli.eval import check_instances, fingerprint, sample_with_engine, settings_from
 from habitat_eqarm.data.io import atomic_write_text
 from habitat_eqarm.data.loading import load_instances
 from habitat_eqarm.data.schema import InstanceError
 from habitat_eqarm.rewards.pairwise import PAIRWISE_PROMPT, PairJudgement
-from habitat_eqarm.rewards.sample_cache import SampleCache, sample_all
+from habitat_eqarm.rewards.sample_cache import SampleCache
 
 
 def pairs_of(instances, where: str):
@@ -54,11 +54,9 @@ def main(cfg) -> int:
     out = Path(cfg.out)
     stamp = {**fingerprint(cfg, settings), "prompt_id": PAIRWISE_PROMPT.id}
     cache = SampleCache(out / "pairs.jsonl", stamp, record_type=PairJudgement).load()
-    missing = any(p.question_id not in cache.entries for p in pairs)
-    model = load_reward_model(cfg) if missing else None
     with progress_bar(len(pairs), f"pairwise K={max(settings.ks)} x 2 orders") as bar:
-        judgements, failures = sample_all(
-            model, pairs, settings, cache, progress=bar.update, method="judge_pairs"
+        judgements, failures = sample_with_engine(
+            cfg, pairs, settings, cache, bar.update, method="judge_pairs"
         )
     report = verdict_report(pairs, judgements, settings)
     shown = sorted({str(min(settings.ks)), str(max(settings.ks))}, key=int)
@@ -79,8 +77,6 @@ def main(cfg) -> int:
         "invalid.md": table_invalid(report, VOTE),
     }
     _write(out, results, tables, report, VOTE)
-    if model is not None:
-        model.close()
     if failures:
         print(f"{len(failures)} pair(s) failed and were skipped; see results.json")
     return 0

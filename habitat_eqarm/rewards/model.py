@@ -29,7 +29,7 @@ from habitat_eqarm.rewards.pairwise import (
     pair_judgement_from_texts,
     pair_messages,
 )
-from habitat_eqarm.rewards.parsing import aggregate_scores, parse_evaluation
+from habitat_eqarm.rewards.parsing import aggregate_scores, parse_evaluation, score_spread
 from habitat_eqarm.rewards.prompts import REWARD_MODEL_PROMPT, Prompt, build_messages
 
 
@@ -55,6 +55,10 @@ class Sample:
         parsed = parse_evaluation(text)
         score = parsed.score if parsed.format_ok else None
         return cls(text=text, critique=parsed.critique, score=score, format_ok=parsed.format_ok)
+
+
+#: Keys ``eqarm serve`` adds to a judgement dict: derived or per-request, not part of it.
+SERVED_EXTRAS = ("spread", "cached")
 
 
 @dataclass
@@ -109,10 +113,16 @@ class Judgement:
         """A JSON-serialisable dict."""
         return asdict(self)
 
+    @property
+    def spread(self) -> float | None:
+        """How much the samples disagree (:func:`score_spread`: 0 when they all agree)."""
+        return score_spread(self.scores)
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Judgement:
-        """Inverse of :meth:`to_dict`."""
-        data = dict(data)
+        """Inverse of :meth:`to_dict`; also reads ``eqarm serve``'s judgements, whose
+        derived ``spread`` and ``cached`` keys it leaves out."""
+        data = {k: v for k, v in data.items() if k not in SERVED_EXTRAS}
         data["samples"] = [Sample(**s) for s in data["samples"]]
         return cls(**data)
 

@@ -2,14 +2,17 @@
 
 :func:`sample_all` scores instances in batches (a failing batch is retried one instance at a
 time, and an instance that still fails is reported, not fatal); :class:`SampleCache` keeps each
-instance's Kmax judgement in a JSONL file, so a killed run resumes where it stopped.
+instance's Kmax judgement in a JSONL file, so a killed run resumes where it stopped. The
+evaluator (`eqarm eval`) and rejective fine-tuning's candidate sampling both use them.
 :func:`sample_all_multi` does the same for the multi-response protocol (the responses to one
-question in one prompt). The evaluator (`eqarm eval`) and rejective fine-tuning's candidate
-sampling both use them.
+question in one prompt).
+:func:`sample_all_ray` scores the same batches, with the same seeds, in Ray actors
+(:mod:`~habitat_eqarm.rewards.ray_engine`), the cache written by this process alone.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -20,6 +23,7 @@ from typing import Any
 
 from habitat_eqarm.data.schema import CORRECT_AT, EQAInstance, base_question_id
 from habitat_eqarm.rewards.model import EQARewardModel, Judgement
+from habitat_eqarm.rewards.ray_engine import EngineOptions, map_shards
 
 
 @dataclass
@@ -106,23 +110,75 @@ def sample_all(
 
     ``method``: the model's method that judges a batch (``"judge_pairs"`` for pairs).
     """
-    todo = [(i, inst) for i, inst in enumerate(instances) if inst.question_id not in cache.entries]
-    if progress:
-        progress(len(instances) - len(todo))
-
-    def score(batch):
-        seed = settings.seed + batch[0][0]
-        judge = getattr(model, method)
-        return judge([inst for _, inst in batch], seed=seed, **_sampling(settings))
-
     failures: list[dict[str, str]] = []
-    for start in range(0, len(todo), settings.batch_size):
-        batch = todo[start : start + settings.batch_size]
-        for judgement in _score_batch(score, batch, failures, lambda item: [item[1]]):
+    for batch in pending_batches(instances, settings, cache, progress):
+        for judgement in _score_batch(model, batch, settings, failures, method):
             cache.add(judgement)
         if progress:
             progress(len(batch))
     return cache.entries, failures
+
+
+def pending_batches(
+    instances: Sequence[EQAInstance],
+    settings: EvalSettings,
+    cache: SampleCache,
+    progress: Callable[[int], None] | None = None,
+) -> list[list[tuple[int, EQAInstance]]]:
+    """The uncached instances, with their index, in batches of ``settings.batch_size``
+    (``progress`` is told how many were cached)."""
+    todo = [(i, inst) for i, inst in enumerate(instances) if inst.question_id not in cache.entries]
+    if progress:
+        progress(len(instances) - len(todo))
+    size = settings.batch_size
+    return [todo[start : start + size] for start in range(0, len(todo), size)]
+
+
+def sample_all_ray(
+    open_model: Callable[[], EQARewardModel],
+    instances: Sequence[EQAInstance],
+    settings: EvalSettings,
+    cache: SampleCache,
+    engine: EngineOptions,
+    progress: Callable[[int], None] | None = None,
+    method: str = "score",
+) -> tuple[dict[str, Judgement], list[dict[str, str]]]:
+    """:func:`sample_all`'s judgements and failures, the batches scored in Ray actors.
+
+    ``open_model`` (picklable) opens the reward model in each actor. Same batches, seeds and
+    ``method`` as :func:`sample_all`; each judgement is added to the cache here as its batch
+    comes back.
+    """
+    failures: list[dict[str, str]] = []
+
+    def on_result(batch, result) -> None:
+        judgements, batch_failures = result
+        for judgement in judgements:
+            if judgement.question_id not in cache.entries:
+                cache.add(judgement)
+        failures.extend(batch_failures)
+        if progress:
+            progress(len(batch))
+
+    batches = pending_batches(instances, settings, cache, progress)
+    scorer = functools.partial(BatchScorer, open_model, settings, method)
+    map_shards(batches, scorer, on_result, engine)
+    return cache.entries, failures
+
+
+class BatchScorer:
+    """Scores batches with a model it opens once (one per Ray actor)."""
+
+    def __init__(
+        self, open_model: Callable[[], EQARewardModel], settings: EvalSettings, method: str
+    ) -> None:
+        self.model = open_model()
+        self.settings, self.method = settings, method
+
+    def __call__(self, batch: list[tuple[int, EQAInstance]]):
+        failures: list[dict[str, str]] = []
+        judged = _score_batch(self.model, batch, self.settings, failures, self.method)
+        return judged, failures
 
 
 def sample_all_multi(
@@ -159,7 +215,7 @@ def sample_all_multi(
     failures: list[dict[str, str]] = []
     for start in range(0, len(todo), settings.batch_size):
         batch = todo[start : start + settings.batch_size]
-        for judgement in _score_batch(score, batch, failures, lambda item: item[1]):
+        for judgement in _score_items(score, batch, failures, lambda item: item[1]):
             cache.add(judgement)
         if progress:
             progress(sum(len(group) for _, group in batch))
@@ -175,7 +231,19 @@ def _sampling(settings: EvalSettings) -> dict[str, Any]:
     )
 
 
-def _score_batch(score, batch, failures, members) -> list[Judgement]:
+def _score_batch(model, batch, settings, failures, method="score") -> list[Judgement]:
+    """Score a batch of ``(index, instance)`` with ``model.<method>``, seeded by the first
+    index; if it fails, its instances one by one, recording those that fail."""
+
+    def score(items):
+        judge = getattr(model, method)
+        seed = settings.seed + items[0][0]
+        return judge([inst for _, inst in items], seed=seed, **_sampling(settings))
+
+    return _score_items(score, batch, failures, lambda item: [item[1]])
+
+
+def _score_items(score, batch, failures, members) -> list[Judgement]:
     """``score(batch)``; if it fails, score its items one by one and record those that fail.
 
     ``members(item)``: the instances of an item (named in the failures).
@@ -186,7 +254,7 @@ def _score_batch(score, batch, failures, members) -> list[Judgement]:
     except Exception:  # one bad item must not cost the batch: retry them one by one
         if len(batch) > 1:
             for item in batch:
-                out += _score_batch(score, [item], failures, members)
+                out += _score_items(score, [item], failures, members)
             return out
         err = sys.exc_info()[1]
     for inst in members(batch[0]):
