@@ -92,6 +92,8 @@ def test_bad_protocol_options(bench, tmp_path, capsys):
     assert "got 'listwise'" in capsys.readouterr().err
     assert run_eval("judge", data, tmp_path / "x", "--compare_with", str(tmp_path)) == 1
     assert "compares a multi-response run" in capsys.readouterr().err
+    assert run_eval("judge", data, tmp_path / "x", "--protocol", "multi", "--engine", "ray") == 1
+    assert "multi runs with --engine local" in capsys.readouterr().err
     missing = ["--protocol", "multi", "--compare_with", str(tmp_path / "none")]
     assert run_eval("judge", data, tmp_path / "x", *missing) == 1
     assert "no samples.jsonl" in capsys.readouterr().err
