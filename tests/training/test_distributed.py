@@ -87,17 +87,20 @@ def logged_steps(checkpoint: Path) -> dict[int, dict]:
 # -- DeepSpeed's config checker ------------------------------------------------------------------
 
 
+ENV_SCRIPT = (
+    "import json, os, sys\n"
+    "env = {k: v for k, v in os.environ.items() if k.startswith('ACCELERATE_')}\n"
+    "env['WORLD_SIZE'] = os.environ['WORLD_SIZE']\n"
+    "open(os.path.join(sys.argv[1], 'env-' + os.environ['RANK'] + '.json'), 'w')"
+    ".write(json.dumps(env))\n"
+)
+
+
 def launch_environment(tmp_path: Path) -> dict[str, str]:
     """The ``ACCELERATE_*`` variables that ``accelerate launch`` gives each of zero3.yaml's
     processes: the real launcher starts its 8 processes of a script that writes them down."""
     script = tmp_path / "dump_env.py"
-    script.write_text(
-        "import json, os, sys\n"
-        "env = {k: v for k, v in os.environ.items() if k.startswith('ACCELERATE_')}\n"
-        "env['WORLD_SIZE'] = os.environ['WORLD_SIZE']\n"
-        "open(os.path.join(sys.argv[1], 'env-' + os.environ['RANK'] + '.json'), 'w')"
-        ".write(json.dumps(env))\n"
-    )
+    script.write_text(ENV_SCRIPT)
     launch(ZERO3, [str(script), str(tmp_path)], tmp_path)
     written = sorted(tmp_path.glob("env-*.json"))
     assert len(written) == 8  # num_processes: 8
@@ -164,6 +167,35 @@ def test_deepspeed_checker_refuses_a_clipping_that_contradicts_the_trainer(
     hf_config.trainer_config_process(cfg)
     with pytest.raises(ValueError, match="gradient_clipping"):
         hf_config.trainer_config_finalize(cfg, model, num_training_steps=100)
+
+
+def test_multinode_launch_line_starts_every_rank(tmp_path):
+    """The README's multi-node line, two "nodes" on this machine (2 processes each)."""
+    import socket
+
+    script = tmp_path / "dump_env.py"
+    script.write_text(ENV_SCRIPT)
+    with socket.socket() as sock:  # a free port for the main node's rendezvous
+        sock.bind(("127.0.0.1", 0))
+        port = str(sock.getsockname()[1])
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    nodes = []
+    for rank in (0, 1):
+        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ZERO3)]
+        cmd += ["--num_machines", "2", "--num_processes", "4", "--machine_rank", str(rank)]
+        cmd += ["--main_process_ip", "127.0.0.1", "--main_process_port", port]
+        cmd += ["--deepspeed_multinode_launcher", "standard", str(script), str(tmp_path)]
+        node = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        nodes.append(node)
+    for node in nodes:
+        out, _ = node.communicate(timeout=120)
+        assert node.returncode == 0, out.decode()[-4000:]
+    written = {p.name: json.loads(p.read_text()) for p in tmp_path.glob("env-*.json")}
+    assert sorted(written) == [f"env-{r}.json" for r in range(4)]
+    for env_of_rank in written.values():
+        assert env_of_rank["WORLD_SIZE"] == "4"
+        assert env_of_rank["ACCELERATE_USE_DEEPSPEED"] == "true"
+        assert env_of_rank["ACCELERATE_DEEPSPEED_ZERO_STAGE"] == "3"
 
 
 # -- real runs: DeepSpeed ZeRO-3 on CPU, 2 processes -------------------------------------------
