@@ -112,21 +112,34 @@ def zero3_launch_env(tmp_path_factory) -> dict[str, str]:
     return launch_environment(tmp_path_factory.mktemp("launch-env"))
 
 
+@pytest.fixture
+def as_launched(zero3_launch_env, monkeypatch):
+    """This process with the environment of one of zero3.yaml's launched processes; after the
+    test, the ZeRO-3 config that TrainingArguments registered in transformers is dropped, or
+    every later model load in this process would be partitioned (``deepspeed.zero.Init``)."""
+    from transformers.integrations.deepspeed import (
+        is_deepspeed_zero3_enabled,
+        unset_hf_deepspeed_config,
+    )
+
+    for key, value in zero3_launch_env.items():
+        if key.startswith("ACCELERATE_"):
+            monkeypatch.setenv(key, value)
+    yield zero3_launch_env
+    unset_hf_deepspeed_config()
+    assert not is_deepspeed_zero3_enabled()
+
+
 @pytest.mark.parametrize("trainer", ["rft", "cgrpo"])
-def test_zero3_config_passes_deepspeed_checker(
-    trainer, zero3_launch_env, monkeypatch, tmp_path, tiny_model_path
-):
+def test_zero3_config_passes_deepspeed_checker(trainer, as_launched, tmp_path, tiny_model_path):
     from deepspeed.runtime.config import DeepSpeedConfig
     from transformers import AutoModelForImageTextToText
     from transformers.integrations.deepspeed import HfTrainerDeepSpeedConfig
 
-    assert zero3_launch_env["WORLD_SIZE"] == "8"
-    assert zero3_launch_env["ACCELERATE_USE_DEEPSPEED"] == "true"
-    # loaded before the launch environment is set: under it, from_pretrained would partition
+    assert as_launched["WORLD_SIZE"] == "8"
+    assert as_launched["ACCELERATE_USE_DEEPSPEED"] == "true"
+    # loaded before the config exists: after it, from_pretrained would partition the model
     model = AutoModelForImageTextToText.from_pretrained(tiny_model_path)
-    for key, value in zero3_launch_env.items():
-        if key.startswith("ACCELERATE_"):
-            monkeypatch.setenv(key, value)
     parser = importlib.import_module(f"habitat_eqarm.cli.train_{trainer}").make_parser()
     paper = REPO / "configs" / f"{trainer}.yaml"
     # --use_cpu: this machine has no GPU for bf16; it does not enter the DeepSpeed config
@@ -150,7 +163,7 @@ def test_zero3_config_passes_deepspeed_checker(
 
 
 def test_deepspeed_checker_refuses_a_clipping_that_contradicts_the_trainer(
-    zero3_launch_env, monkeypatch, tmp_path, tiny_model_path
+    as_launched, tmp_path, tiny_model_path
 ):
     """zero3.yaml's gradient_clipping must agree with max_grad_norm: the check is live."""
     from transformers import AutoModelForImageTextToText
@@ -159,9 +172,6 @@ def test_deepspeed_checker_refuses_a_clipping_that_contradicts_the_trainer(
     from habitat_eqarm.training.rft_config import RFTConfig
 
     model = AutoModelForImageTextToText.from_pretrained(tiny_model_path)
-    for key, value in zero3_launch_env.items():
-        if key.startswith("ACCELERATE_"):
-            monkeypatch.setenv(key, value)
     cfg = RFTConfig(output_dir=str(tmp_path), use_cpu=True, max_grad_norm=1.0)
     hf_config = HfTrainerDeepSpeedConfig(copy.deepcopy(cfg.deepspeed_plugin.deepspeed_config))
     hf_config.trainer_config_process(cfg)
