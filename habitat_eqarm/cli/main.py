@@ -24,6 +24,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("habitat_eqarm.cli.eval", "accuracy/RMSE of a reward model for every K, with reports"),
     "train rft": ("habitat_eqarm.cli.train_rft", "rejective fine-tuning: Eq. 1 filter, then SFT"),
     "train cgrpo": ("habitat_eqarm.cli.train_cgrpo", "C-GRPO: contrastive GRPO from the RFT model"),
+    "rollouts": (
+        "habitat_eqarm.cli.rollouts",
+        "play an agent over an env; write the episodes as EQA-RM data (JSONL)",
+    ),
     "serve": (
         "habitat_eqarm.cli.serve",
         "a reward model over HTTP: OpenAI-compatible and /v1/score",

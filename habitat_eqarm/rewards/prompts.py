@@ -138,12 +138,18 @@ def build_messages(
 
     The frames themselves are passed to the processor separately, in the same order.
     """
+    return chat_messages(prompt.system, prompt_text(prompt, instance, **kw), n_frames, as_video)
+
+
+def chat_messages(
+    system: str, text: str, n_frames: int, as_video: bool = False
+) -> list[dict[str, Any]]:
+    """A system turn, then one user turn: the frames (images or one video), then ``text``."""
     if as_video:
         media = [{"type": "video"}] if n_frames else []
     else:
         media = [{"type": "image"} for _ in range(n_frames)]
-    text = {"type": "text", "text": prompt_text(prompt, instance, **kw)}
     return [
-        {"role": "system", "content": [{"type": "text", "text": prompt.system}]},
-        {"role": "user", "content": [*media, text]},
+        {"role": "system", "content": [{"type": "text", "text": system}]},
+        {"role": "user", "content": [*media, {"type": "text", "text": text}]},
     ]

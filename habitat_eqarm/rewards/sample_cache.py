@@ -4,10 +4,13 @@
 time, and an instance that still fails is reported, not fatal); :class:`SampleCache` keeps each
 instance's Kmax judgement in a JSONL file, so a killed run resumes where it stopped. The
 evaluator (`eqarm eval`) and rejective fine-tuning's candidate sampling both use them.
+:func:`sample_all_ray` scores the same batches, with the same seeds, in Ray actors
+(:mod:`~habitat_eqarm.rewards.ray_engine`), the cache written by this process alone.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -18,6 +21,7 @@ from typing import Any
 
 from habitat_eqarm.data.schema import CORRECT_AT, EQAInstance
 from habitat_eqarm.rewards.model import EQARewardModel, Judgement
+from habitat_eqarm.rewards.ray_engine import EngineOptions, map_shards
 
 
 @dataclass
@@ -25,12 +29,14 @@ class SampleCache:
     """Per-instance Kmax judgements in a JSONL file, keyed by question id and a fingerprint.
 
     Lines with another fingerprint (other model, prompt, K or sampling settings) are ignored,
-    and so is a torn last line left by a killed run.
+    and so is a torn last line left by a killed run. ``record_type``: what a line holds, any
+    class with ``question_id``, ``to_dict`` and ``from_dict`` (pairwise verdicts use it).
     """
 
     path: Path
     fingerprint: dict[str, Any]
     entries: dict[str, Judgement] = field(default_factory=dict)
+    record_type: type = Judgement
     _tail_checked: bool = False
 
     def load(self, accept_any: bool = False) -> SampleCache:
@@ -42,7 +48,7 @@ class SampleCache:
                 try:
                     record = json.loads(line)
                     if accept_any or record.get("fingerprint") == self.fingerprint:
-                        judgement = Judgement.from_dict(record["judgement"])
+                        judgement = self.record_type.from_dict(record["judgement"])
                         self.entries[judgement.question_id] = judgement
                 except (json.JSONDecodeError, KeyError, TypeError):
                     continue  # a line torn by a kill, or from another version
@@ -96,23 +102,86 @@ def sample_all(
     settings: EvalSettings,
     cache: SampleCache,
     progress: Callable[[int], None] | None = None,
+    method: str = "score",
 ) -> tuple[dict[str, Judgement], list[dict[str, str]]]:
-    """Kmax judgements for every instance (cached ones reused) and the failures."""
+    """Kmax judgements for every instance (cached ones reused) and the failures.
+
+    ``method``: the model's method that judges a batch (``"judge_pairs"`` for pairs).
+    """
     kmax = max(settings.ks)
-    todo = [(i, inst) for i, inst in enumerate(instances) if inst.question_id not in cache.entries]
-    if progress:
-        progress(len(instances) - len(todo))
     failures: list[dict[str, str]] = []
-    for start in range(0, len(todo), settings.batch_size):
-        batch = todo[start : start + settings.batch_size]
-        for judgement in _score_batch(model, batch, settings, kmax, failures):
+    for batch in pending_batches(instances, settings, cache, progress):
+        for judgement in _score_batch(model, batch, settings, kmax, failures, method):
             cache.add(judgement)
         if progress:
             progress(len(batch))
     return cache.entries, failures
 
 
-def _score_batch(model, batch, settings, kmax, failures) -> list[Judgement]:
+def pending_batches(
+    instances: Sequence[EQAInstance],
+    settings: EvalSettings,
+    cache: SampleCache,
+    progress: Callable[[int], None] | None = None,
+) -> list[list[tuple[int, EQAInstance]]]:
+    """The uncached instances, with their index, in batches of ``settings.batch_size``
+    (``progress`` is told how many were cached)."""
+    todo = [(i, inst) for i, inst in enumerate(instances) if inst.question_id not in cache.entries]
+    if progress:
+        progress(len(instances) - len(todo))
+    size = settings.batch_size
+    return [todo[start : start + size] for start in range(0, len(todo), size)]
+
+
+def sample_all_ray(
+    open_model: Callable[[], EQARewardModel],
+    instances: Sequence[EQAInstance],
+    settings: EvalSettings,
+    cache: SampleCache,
+    engine: EngineOptions,
+    progress: Callable[[int], None] | None = None,
+    method: str = "score",
+) -> tuple[dict[str, Judgement], list[dict[str, str]]]:
+    """:func:`sample_all`'s judgements and failures, the batches scored in Ray actors.
+
+    ``open_model`` (picklable) opens the reward model in each actor. Same batches, seeds and
+    ``method`` as :func:`sample_all`; each judgement is added to the cache here as its batch
+    comes back.
+    """
+    failures: list[dict[str, str]] = []
+
+    def on_result(batch, result) -> None:
+        judgements, batch_failures = result
+        for judgement in judgements:
+            if judgement.question_id not in cache.entries:
+                cache.add(judgement)
+        failures.extend(batch_failures)
+        if progress:
+            progress(len(batch))
+
+    batches = pending_batches(instances, settings, cache, progress)
+    scorer = functools.partial(BatchScorer, open_model, settings, method)
+    map_shards(batches, scorer, on_result, engine)
+    return cache.entries, failures
+
+
+class BatchScorer:
+    """Scores batches with a model it opens once (one per Ray actor)."""
+
+    def __init__(
+        self, open_model: Callable[[], EQARewardModel], settings: EvalSettings, method: str
+    ) -> None:
+        self.model = open_model()
+        self.settings, self.method = settings, method
+
+    def __call__(self, batch: list[tuple[int, EQAInstance]]):
+        failures: list[dict[str, str]] = []
+        kmax = max(self.settings.ks)
+        judged = _score_batch(self.model, batch, self.settings, kmax, failures, self.method)
+        return judged, failures
+
+
+def _score_batch(model, batch, settings, kmax, failures, method="score") -> list[Judgement]:
     """Score a batch; if it fails, score its instances one by one and record those that fail."""
     kwargs = dict(
         k=kmax,
@@ -122,11 +191,12 @@ def _score_batch(model, batch, settings, kmax, failures) -> list[Judgement]:
     )
     out: list[Judgement] = []
     try:
-        return model.score([inst for _, inst in batch], seed=settings.seed + batch[0][0], **kwargs)
+        score = getattr(model, method)
+        return score([inst for _, inst in batch], seed=settings.seed + batch[0][0], **kwargs)
     except Exception:  # one bad item must not cost the batch: retry them one by one
         if len(batch) > 1:
             for index, inst in batch:
-                out += _score_batch(model, [(index, inst)], settings, kmax, failures)
+                out += _score_batch(model, [(index, inst)], settings, kmax, failures, method)
             return out
         (index, inst), err = batch[0], sys.exc_info()[1]
     failures.append({"question_id": inst.question_id, "error": f"{type(err).__name__}: {err}"})

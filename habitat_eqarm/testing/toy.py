@@ -1,4 +1,5 @@
-"""A toy RFT set built locally: synthetic episodes, labelled answers, candidate evaluations.
+"""A toy RFT set built locally: synthetic episodes, labelled answers, candidate evaluations;
+and the questions the benchmarks run on (:func:`demo_or_synthetic_questions`).
 
 Candidates stand in for an auxiliary evaluator's output (e.g. one written with an API model
 and stored in the JSONL cache): rule-written critiques with scores near the ground truth, and
@@ -11,10 +12,22 @@ import json
 import random
 from pathlib import Path
 
+from habitat_eqarm.data.openeqa import find_openeqa_dir, load_openeqa
 from habitat_eqarm.data.schema import EQAInstance, response_id, write_jsonl
 from habitat_eqarm.data.synthetic import make_synthetic_episode
 from habitat_eqarm.rewards.model import judgement_from_texts
 from habitat_eqarm.rewards.prompts import REWARD_MODEL_PROMPT
+
+
+def demo_or_synthetic_questions(folder: str | Path) -> tuple[list[EQAInstance], str]:
+    """OpenEQA's demo questions on its real video when OpenEQA is found, else the questions
+    of a synthetic episode written under ``folder``; and a note saying which."""
+    data = find_openeqa_dir()
+    if data is not None:
+        found = load_openeqa(data / "open-eqa-demo-data.json", data_root=data)
+        return found, "OpenEQA demo video, 1280x720"
+    _, found = make_synthetic_episode(Path(folder) / "episode", frames_per_room=5)
+    return found, "synthetic episode, 320x240"
 
 
 def make_toy_rft_set(folder: str | Path, *, episodes: int = 2, n_rft: int = 4, seed: int = 0):
