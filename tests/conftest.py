@@ -120,3 +120,58 @@ def ray_cluster():
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+class AnswerValueJudge:
+    """Test double of a capable reward model (the tiny random one writes noise): every response
+    in a prompt is scored by the number its answer ends with (``"value 7"`` -> 7), as a
+    pointwise evaluation or, for a multi-response prompt, one block per listed response.
+    ``prompts`` records each prompt's text; each request takes 1 s of ``generate_s``.
+    """
+
+    name = "answer-value-judge"
+
+    def __init__(self, model="answer-value-judge", **_):
+        import re
+
+        self.model_id = model
+        self.prompts = []
+        self._values = re.compile(r"Predicted answer: value (\d+)")
+
+    def reply(self, text):
+        values = self._values.findall(text)
+        if "[Response 1]" not in text:
+            return f"<critique>Seen.</critique><score>{values[0]}</score>"
+        return "".join(
+            f'<evaluation response="{i}"><critique>Seen.</critique><score>{v}</score></evaluation>'
+            for i, v in enumerate(values, 1)
+        )
+
+    def sample(self, requests, params):
+        from habitat_eqarm.rewards.backends.base import GenerationResult
+
+        out = []
+        for req in requests:
+            text = req.messages[-1]["content"][-1]["text"]
+            self.prompts.append(text)
+            out.append(GenerationResult([self.reply(text)] * params.k, {"generate_s": 1.0}))
+        return out
+
+
+@pytest.fixture()
+def answer_value_judge():
+    """A fresh :class:`AnswerValueJudge` backend class, registered as ``answer-value-judge``
+    for the test (``from_pretrained(..., backend="answer-value-judge")``)."""
+    from habitat_eqarm.rewards.backends.base import BACKENDS, RewardBackend
+
+    made = []
+
+    class Judge(AnswerValueJudge, RewardBackend):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    Judge.made = made
+    BACKENDS[Judge.name] = Judge
+    yield Judge
+    BACKENDS.pop(Judge.name, None)

@@ -9,7 +9,11 @@ reliability diagram of score/10 at the largest K) and the per-instance sample ca
 percentile-bootstrap intervals (``ci``: ``lo``/``hi``), seeded with ``--seed``; the
 calibration error (ECE) of score/10 counts a response correct iff its GT score is at least
 ``--correct_at``. Changing only these reporting options reuses every cached sample.
+
 ``--protocol pairwise`` or ``semi-scalar`` adds pairwise reports (:mod:`.eval_pairwise`).
+``--protocol multi`` scores the responses to one question in one prompt per vote and reports
+the same K curves (:mod:`habitat_eqarm.cli.eval_multi`; give ``--max_new_tokens`` room for N
+evaluations); ``--compare_with`` a pointwise run's folder adds ``agreement.md``.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ from habitat_eqarm.rewards.sample_cache import (
     sample_all_ray,
 )
 
-PROTOCOLS = ("pointwise", "semi-scalar", "pairwise")
+PROTOCOLS = ("pointwise", "semi-scalar", "pairwise", "multi")
 
 
 @dataclass
@@ -85,8 +89,15 @@ class EvalConfig(EngineOptions):
         default="pointwise",
         metadata={
             "help": "pointwise, semi-scalar (pointwise, and its scores compared per "
-            "pair) or pairwise (a verdict on each pair, in both orders)"
+            "pair), pairwise (a verdict on each pair, in both orders) or multi (the "
+            "responses to a question in one prompt)"
         },
+    )
+    shuffle: bool = field(
+        default=True, metadata={"help": "multi: each vote lists the responses in its own order"}
+    )
+    compare_with: str | None = field(
+        default=None, metadata={"help": "multi: a pointwise eval's out folder; writes agreement.md"}
     )
 
 
@@ -174,10 +185,13 @@ def sample_with_engine(cfg: EvalConfig, items, settings, cache, progress, method
     if cfg.engine == "ray":
         opener = functools.partial(load_reward_model, cfg)
         return sample_all_ray(opener, items, settings, cache, cfg, progress, method)
+    from habitat_eqarm.cli import eval_multi
+
     missing = any(item.question_id not in cache.entries for item in items)
     model = load_reward_model(cfg) if missing else None
     try:
-        return sample_all(model, items, settings, cache, progress=progress, method=method)
+        sample = eval_multi.sampler(cfg) or functools.partial(sample_all, method=method)
+        return sample(model, items, settings, cache, progress=progress)
     finally:
         if model is not None:
             model.close()
@@ -185,7 +199,7 @@ def sample_with_engine(cfg: EvalConfig, items, settings, cache, progress, method
 
 def main(cfg: EvalConfig) -> int:
     """Run the evaluation and write the reports; returns 0."""
-    from habitat_eqarm.cli import eval_pairwise
+    from habitat_eqarm.cli import eval_multi, eval_pairwise
     from habitat_eqarm.cli.common import progress_bar
 
     if cfg.protocol not in PROTOCOLS:
@@ -194,23 +208,28 @@ def main(cfg: EvalConfig) -> int:
     if cfg.protocol == "pairwise":
         return eval_pairwise.main(cfg)
     settings = settings_from(cfg)
+    eval_multi.check_protocol(cfg)
     instances = load_instances(cfg.data, cfg.split, cfg.data_root)[: cfg.limit]
     check_instances(instances, str(cfg.data))
     if cfg.protocol == "semi-scalar":  # refuse data without pairs before any sampling
         eval_pairwise.pairs_of(instances, str(cfg.data))
     out = Path(cfg.out)
-    cache = SampleCache(out / "samples.jsonl", fingerprint(cfg, settings)).load()
+    prints = eval_multi.protocol_fingerprint(cfg, fingerprint(cfg, settings))
+    cache = SampleCache(out / "samples.jsonl", prints).load()
     with progress_bar(len(instances), f"eval K={max(settings.ks)}") as bar:
         judgements, failures = sample_with_engine(cfg, instances, settings, cache, bar.update)
     report = score_report(instances, judgements, settings)
-    write_reports(out, cfg, settings, instances, judgements, report, failures)
+    extra = eval_multi.extra_results(cfg, settings, instances, judgements)
+    write_reports(out, cfg, settings, instances, judgements, report, failures, extra)
     if cfg.protocol == "semi-scalar":
         eval_pairwise.write_semi_scalar(out, cfg, settings, instances, judgements)
+    eval_multi.write_comparison(out, cfg, settings, instances, judgements)
     return 0
 
 
-def write_reports(out, cfg, settings, instances, judgements, report, failures) -> None:
-    """results.json, the two tables, the scaling plot, the histogram and the reliability diagram."""
+def write_reports(out, cfg, settings, instances, judgements, report, failures, extra=None) -> None:
+    """results.json (with ``extra``'s keys), the two tables, the scaling plot, the histogram and
+    the reliability diagram."""
     main_agg = settings.aggregates[0]
     ks = [str(k) for k in settings.ks]
     shown = sorted({ks[0], ks[-1]}, key=int)
@@ -225,6 +244,7 @@ def write_reports(out, cfg, settings, instances, judgements, report, failures) -
         "failures": failures,
         "by_k": report,
         "format_by_k": formats,
+        **(extra or {}),
     }
     atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
     atomic_write_text(out / "table1.md", table1)

@@ -24,6 +24,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("habitat_eqarm.cli.eval", "accuracy/RMSE of a reward model for every K, with reports"),
     "train rft": ("habitat_eqarm.cli.train_rft", "rejective fine-tuning: Eq. 1 filter, then SFT"),
     "train cgrpo": ("habitat_eqarm.cli.train_cgrpo", "C-GRPO: contrastive GRPO from the RFT model"),
+    "train value-head": (
+        "habitat_eqarm.cli.train_value_head",
+        "a value head on each response's last token: Bradley-Terry or listwise loss",
+    ),
     "rollouts": (
         "habitat_eqarm.cli.rollouts",
         "play an agent over an env; write the episodes as EQA-RM data (JSONL)",
@@ -49,7 +53,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 GROUPS: dict[str, str] = {
     "bench": "build your own EQARewardBench, stage by stage",
     "extract": "OpenEQA episode folders from ScanNet .sens files or HM3D agent states",
-    "train": "train EQA-RM: rejective fine-tuning, then C-GRPO",
+    "train": "train EQA-RM (rejective fine-tuning, then C-GRPO) or a value head",
 }
 
 DESCRIPTION = "EQA-RM: a generative multimodal reward model for Embodied Question Answering."

@@ -27,6 +27,8 @@ def main(cfg) -> int:
     from habitat_eqarm.training.cgrpo import train_cgrpo
 
     trainer = train_cgrpo(cfg)
+    if not trainer.is_world_process_zero():  # several processes: one report
+        return 0
     stats = json.loads((Path(cfg.output_dir) / "cgrpo_stats.json").read_text())
     print(f"data: {json.dumps(stats)}")
     print(f"contrasts: {', '.join(cfg.contrasts) or 'none (plain GRPO)'}")

@@ -25,6 +25,8 @@ def main(cfg) -> int:
     from habitat_eqarm.training.rft import train_rft
 
     trainer = train_rft(cfg)
+    if not trainer.is_world_process_zero():  # several processes: one report
+        return 0
     stats = json.loads((Path(cfg.output_dir) / "rft_stats.json").read_text())
     print(f"rejective filter: {json.dumps(stats)}")
     print(f"trained {trainer.state.global_step} steps; model saved in {cfg.output_dir}")

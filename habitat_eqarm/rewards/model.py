@@ -38,12 +38,16 @@ class Sample:
     """One sampled evaluation: the raw text, its parsed critique and score, and validity.
 
     ``score`` is None unless the text is well formed (lenient recovery is not used here).
+    Multi-response samples also carry ``reason`` (why the vote is invalid) and ``position``
+    (where the response was listed in the vote, from 0); both are None for pointwise samples.
     """
 
     text: str
     critique: str | None
     score: int | None
     format_ok: bool
+    reason: str | None = None
+    position: int | None = None
 
     @classmethod
     def from_text(cls, text: str) -> Sample:
@@ -135,6 +139,28 @@ def judgement_from_texts(
 ) -> Judgement:
     """Parse K sampled texts into a :class:`Judgement` (shared by every backend)."""
     samples = [Sample.from_text(t) for t in texts]
+    return judgement_from_samples(
+        instance,
+        samples,
+        aggregate=aggregate,
+        prompt_id=prompt_id,
+        model=model,
+        keyframe_indices=keyframe_indices,
+        timings=timings,
+    )
+
+
+def judgement_from_samples(
+    instance: EQAInstance,
+    samples: list[Sample],
+    *,
+    aggregate: str,
+    prompt_id: str,
+    model: str,
+    keyframe_indices: Sequence[int] = (),
+    timings: dict[str, float] | None = None,
+) -> Judgement:
+    """A :class:`Judgement` of ``instance`` from parsed samples, aggregated by ``aggregate``."""
     scores = [s.score for s in samples]
     return Judgement(
         question_id=instance.question_id,
@@ -147,6 +173,22 @@ def judgement_from_texts(
         keyframe_indices=list(keyframe_indices),
         timings=dict(timings or {}),
     )
+
+
+def check_call(
+    k: int, aggregate: str, memories: Sequence[Any] | None, n: int, what: str
+) -> list[Any]:
+    """Validate a scoring call before any work; the memories as a list of ``n`` (None: read).
+
+    ``what``: what the ``n`` items are, in the error ("instances", "groups").
+    """
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    aggregate_scores([], aggregate)  # raises on an unknown method name
+    memories = list(memories) if memories is not None else [None] * n
+    if len(memories) != n:
+        raise ValueError(f"{len(memories)} memories for {n} {what}")
+    return memories
 
 
 def open_memories(
@@ -267,12 +309,7 @@ class EQARewardModel:
         ``temperature=0`` decodes greedily. ``memories`` supplies episode memory directly
         (e.g. recorded by a gym wrapper) instead of reading each ``episode_path``.
         """
-        if k < 1:
-            raise ValueError(f"k must be at least 1, got {k}")
-        aggregate_scores([], aggregate)  # validates the method name before any work
-        memories = list(memories) if memories is not None else [None] * len(instances)
-        if len(memories) != len(instances):
-            raise ValueError(f"{len(memories)} memories for {len(instances)} instances")
+        memories = check_call(k, aggregate, memories, len(instances), "instances")
         t0 = time.perf_counter()
         memories = open_memories(instances, memories)
         built = [self.request_for(inst, mem) for inst, mem in zip(instances, memories, strict=True)]
@@ -291,6 +328,19 @@ class EQARewardModel:
             )
             for inst, (_, indices), result in zip(instances, built, results, strict=True)
         ]
+
+    def score_multi(
+        self, groups: Sequence[Sequence[EQAInstance]], k: int = 1, **kwargs: Any
+    ) -> list[list[Judgement]]:
+        """Judge each group of responses to one question in one prompt per vote.
+
+        One judgement per response, in each group's order; ``kwargs`` as for :meth:`score`
+        plus ``shuffle`` (default True: each vote lists the responses in its own seeded order).
+        See :mod:`habitat_eqarm.rewards.multi_response`.
+        """
+        from habitat_eqarm.rewards.multi_response import score_groups
+
+        return score_groups(self, groups, k, **kwargs)
 
     def judge_pairs(
         self,

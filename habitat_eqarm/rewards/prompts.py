@@ -32,6 +32,18 @@ class Prompt:
         return self.user.format(**fields)
 
 
+#: The reward model's rubric (docs/method.md §2), shared by the pointwise and multi-response
+#: prompts.
+RM_RUBRIC = (
+    "- 60%: is the answer plausible, specific enough, and confirmed by what the frames "
+    "show?\n"
+    "- 40%: is the trace sound: logical steps, references to things actually visible in "
+    "the frames, and an answer that follows from the trace?\n"
+    "Use the whole scale; do not default to extreme scores. Objects may lie outside the "
+    "keyframes, so do not punish a claim only because you cannot see its object, but be "
+    "strict about claims that the frames contradict.\n\n"
+)
+
 REWARD_MODEL_PROMPT = Prompt(
     id="eqarm-rm-v1",
     system=(
@@ -46,14 +58,8 @@ REWARD_MODEL_PROMPT = Prompt(
         "Reasoning trace:\n{reasoning}\n\n"
         "Predicted answer: {answer}\n\n"
         "Score the response from 0 (worst) to 10 (best):\n"
-        "- 60%: is the answer plausible, specific enough, and confirmed by what the frames "
-        "show?\n"
-        "- 40%: is the trace sound: logical steps, references to things actually visible in "
-        "the frames, and an answer that follows from the trace?\n"
-        "Use the whole scale; do not default to extreme scores. Objects may lie outside the "
-        "keyframes, so do not punish a claim only because you cannot see its object, but be "
-        "strict about claims that the frames contradict.\n\n"
-        "Reply with a short critique, then the integer score, and nothing else:\n"
+        + RM_RUBRIC
+        + "Reply with a short critique, then the integer score, and nothing else:\n"
         "<critique>your critique</critique><score>N</score>"
     ),
 )

@@ -4,6 +4,8 @@
 time, and an instance that still fails is reported, not fatal); :class:`SampleCache` keeps each
 instance's Kmax judgement in a JSONL file, so a killed run resumes where it stopped. The
 evaluator (`eqarm eval`) and rejective fine-tuning's candidate sampling both use them.
+:func:`sample_all_multi` does the same for the multi-response protocol (the responses to one
+question in one prompt).
 :func:`sample_all_ray` scores the same batches, with the same seeds, in Ray actors
 (:mod:`~habitat_eqarm.rewards.ray_engine`), the cache written by this process alone.
 """
@@ -19,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from habitat_eqarm.data.schema import CORRECT_AT, EQAInstance
+from habitat_eqarm.data.schema import CORRECT_AT, EQAInstance, base_question_id
 from habitat_eqarm.rewards.model import EQARewardModel, Judgement
 from habitat_eqarm.rewards.ray_engine import EngineOptions, map_shards
 
@@ -108,10 +110,9 @@ def sample_all(
 
     ``method``: the model's method that judges a batch (``"judge_pairs"`` for pairs).
     """
-    kmax = max(settings.ks)
     failures: list[dict[str, str]] = []
     for batch in pending_batches(instances, settings, cache, progress):
-        for judgement in _score_batch(model, batch, settings, kmax, failures, method):
+        for judgement in _score_batch(model, batch, settings, failures, method):
             cache.add(judgement)
         if progress:
             progress(len(batch))
@@ -176,28 +177,86 @@ class BatchScorer:
 
     def __call__(self, batch: list[tuple[int, EQAInstance]]):
         failures: list[dict[str, str]] = []
-        kmax = max(self.settings.ks)
-        judged = _score_batch(self.model, batch, self.settings, kmax, failures, self.method)
+        judged = _score_batch(self.model, batch, self.settings, failures, self.method)
         return judged, failures
 
 
-def _score_batch(model, batch, settings, kmax, failures, method="score") -> list[Judgement]:
-    """Score a batch; if it fails, score its instances one by one and record those that fail."""
-    kwargs = dict(
-        k=kmax,
+def sample_all_multi(
+    model: EQARewardModel,
+    instances: Sequence[EQAInstance],
+    settings: EvalSettings,
+    cache: SampleCache,
+    progress: Callable[[int], None] | None = None,
+    *,
+    shuffle: bool = True,
+) -> tuple[dict[str, Judgement], list[dict[str, str]]]:
+    """:func:`sample_all` for the multi-response protocol: the responses to one question
+    (same :func:`base_question_id`) are scored together, Kmax votes per group.
+
+    A group is resampled unless all its responses are cached; ``progress`` counts instances.
+    """
+    groups: dict[str, list[EQAInstance]] = {}
+    for inst in instances:
+        groups.setdefault(base_question_id(inst.question_id), []).append(inst)
+    todo = [
+        (i, group)
+        for i, group in enumerate(groups.values())
+        if any(inst.question_id not in cache.entries for inst in group)
+    ]
+    if progress:
+        progress(len(instances) - sum(len(group) for _, group in todo))
+
+    def score(batch):
+        seed = settings.seed + batch[0][0]
+        groups = [group for _, group in batch]
+        judged = model.score_multi(groups, seed=seed, shuffle=shuffle, **_sampling(settings))
+        return [j for group in judged for j in group]
+
+    failures: list[dict[str, str]] = []
+    for start in range(0, len(todo), settings.batch_size):
+        batch = todo[start : start + settings.batch_size]
+        for judgement in _score_items(score, batch, failures, lambda item: item[1]):
+            cache.add(judgement)
+        if progress:
+            progress(sum(len(group) for _, group in batch))
+    return cache.entries, failures
+
+
+def _sampling(settings: EvalSettings) -> dict[str, Any]:
+    return dict(
+        k=max(settings.ks),
         temperature=settings.temperature,
         top_p=settings.top_p,
         max_new_tokens=settings.max_new_tokens,
     )
+
+
+def _score_batch(model, batch, settings, failures, method="score") -> list[Judgement]:
+    """Score a batch of ``(index, instance)`` with ``model.<method>``, seeded by the first
+    index; if it fails, its instances one by one, recording those that fail."""
+
+    def score(items):
+        judge = getattr(model, method)
+        seed = settings.seed + items[0][0]
+        return judge([inst for _, inst in items], seed=seed, **_sampling(settings))
+
+    return _score_items(score, batch, failures, lambda item: [item[1]])
+
+
+def _score_items(score, batch, failures, members) -> list[Judgement]:
+    """``score(batch)``; if it fails, score its items one by one and record those that fail.
+
+    ``members(item)``: the instances of an item (named in the failures).
+    """
     out: list[Judgement] = []
     try:
-        score = getattr(model, method)
-        return score([inst for _, inst in batch], seed=settings.seed + batch[0][0], **kwargs)
+        return score(batch)
     except Exception:  # one bad item must not cost the batch: retry them one by one
         if len(batch) > 1:
-            for index, inst in batch:
-                out += _score_batch(model, [(index, inst)], settings, kmax, failures, method)
+            for item in batch:
+                out += _score_items(score, [item], failures, members)
             return out
-        (index, inst), err = batch[0], sys.exc_info()[1]
-    failures.append({"question_id": inst.question_id, "error": f"{type(err).__name__}: {err}"})
+        err = sys.exc_info()[1]
+    for inst in members(batch[0]):
+        failures.append({"question_id": inst.question_id, "error": f"{type(err).__name__}: {err}"})
     return out

@@ -41,18 +41,7 @@ def make_toy_rft_set(folder: str | Path, *, episodes: int = 2, n_rft: int = 4, s
         )
         for q in questions:
             for n, (answer, gt) in enumerate([(q.gt_answer, 9), ("purple", 2)]):
-                inst = EQAInstance(
-                    question_id=response_id(q.question_id, n),
-                    question=q.question,
-                    category=q.category,
-                    source="other",
-                    episode_id=q.episode_id,
-                    gt_answer=q.gt_answer,
-                    predicted_answer=answer,
-                    reasoning_steps=["I walked through the rooms.", f"I answer {answer}."],
-                    episode_path=q.episode_path,
-                    gt_score=gt,
-                )
+                inst = toy_response(q, n, answer, gt)
                 instances.append(inst)
                 texts = [_candidate(rng, answer, gt) for _ in range(n_rft)]
                 judgement = judgement_from_texts(
@@ -82,3 +71,40 @@ def _candidate(rng: random.Random, answer: str, gt: int) -> str:
     score = max(0, min(10, gt + rng.choice([-3, -1, 0, 0, 1, 3])))
     verdict = "is confirmed by" if gt >= 5 else "is contradicted by"
     return f"<critique>The answer {answer} {verdict} the frames.</critique><score>{score}</score>"
+
+
+#: The responses of the value-head toy: (answer, GT score); ``None`` is the right answer.
+PREFERENCE_RESPONSES = ((None, 9), ("I am not sure", 5), ("purple", 1))
+
+
+def make_toy_preference_set(folder: str | Path, *, episode_seed: int = 0) -> Path:
+    """``preferences.jsonl`` under ``folder``: each question of a synthetic episode answered
+    three ways (right 9, unsure 5, wrong 1; the order rotates from question to question), for
+    the value-head trainer's ranking losses."""
+    folder = Path(folder)
+    _, questions = make_synthetic_episode(
+        folder / f"episode{episode_seed}", seed=episode_seed, frames_per_room=5
+    )
+    instances = []
+    for i, q in enumerate(questions):
+        shift = i % len(PREFERENCE_RESPONSES)  # the right answer is not always listed first
+        listed = PREFERENCE_RESPONSES[shift:] + PREFERENCE_RESPONSES[:shift]
+        for n, (answer, gt) in enumerate(listed):
+            instances.append(toy_response(q, n, answer or q.gt_answer, gt))
+    return write_jsonl(folder / "preferences.jsonl", instances)
+
+
+def toy_response(question: EQAInstance, n: int, answer: str, gt: int) -> EQAInstance:
+    """Response ``n`` to a synthetic ``question``: ``answer`` after a two-step trace, GT ``gt``."""
+    return EQAInstance(
+        question_id=response_id(question.question_id, n),
+        question=question.question,
+        category=question.category,
+        source="other",
+        episode_id=question.episode_id,
+        gt_answer=question.gt_answer,
+        predicted_answer=answer,
+        reasoning_steps=["I walked through the rooms.", f"I answer {answer}."],
+        episode_path=question.episode_path,
+        gt_score=gt,
+    )

@@ -315,11 +315,13 @@ class CurvesPlot(TrainerCallback):
         self.path = Path(path)
 
     def on_save(self, args, state, control, **kwargs):
-        write_curves(state.log_history, self.path)
+        if args.should_save:  # several processes: one writer
+            write_curves(state.log_history, self.path)
         return control
 
     def on_train_end(self, args, state, control, **kwargs):
-        write_curves(state.log_history, self.path)
+        if args.should_save:
+            write_curves(state.log_history, self.path)
         return control
 
 
@@ -329,6 +331,7 @@ def train_cgrpo(cfg: CGRPOConfig, callbacks: list | None = None) -> CGRPOTrainer
     Resumes from the newest complete checkpoint in ``output_dir`` when there is one.
     """
     dataset, processor, stats = prepare(cfg)
-    print(f"C-GRPO data: {json.dumps(stats.to_dict())}; contrasts: {list(cfg.contrasts)}")
+    if cfg.process_index == 0:
+        print(f"C-GRPO data: {json.dumps(stats.to_dict())}; contrasts: {list(cfg.contrasts)}")
     curves = CurvesPlot(Path(cfg.output_dir) / cfg.curves_png)
     return train_with_resume(CGRPOTrainer, cfg, dataset, processor, [curves, *(callbacks or [])])

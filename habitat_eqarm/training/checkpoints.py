@@ -30,8 +30,13 @@ class CompleteCheckpointMarker(TrainerCallback):
     """Mark a checkpoint complete after the Trainer has finished writing it."""
 
     def on_save(self, args, state, control, **kwargs):
+        from accelerate.utils import wait_for_everyone
+
+        # several processes: each writes its own part (optimizer shards, RNG state) and the
+        # main one the trainer state, so the marker waits for all, and one process writes it
+        wait_for_everyone()
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        if folder.is_dir():
+        if args.should_save and folder.is_dir():
             atomic_write_text(folder / MARKER, f"{state.global_step}\n")
         return control
 

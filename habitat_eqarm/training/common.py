@@ -9,9 +9,10 @@ complete checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -95,9 +96,39 @@ def train_with_resume(
         callbacks=[CompleteCheckpointMarker(), *(callbacks or [])],
     )
     trainer.train(resume_from_checkpoint=last_complete_checkpoint(cfg.output_dir))
-    trainer.save_model(cfg.output_dir)
-    processor.save_pretrained(cfg.output_dir)
+    trainer.save_model(cfg.output_dir)  # every process: ZeRO-3 gathers the shards for it
+    if trainer.args.should_save:  # one writer per output folder
+        processor.save_pretrained(cfg.output_dir)
     return trainer
+
+
+@contextlib.contextmanager
+def one_process_inference(cfg: Any) -> Iterator[None]:
+    """Inside the block, models load whole and generate alone, as outside a distributed run.
+
+    Under ``accelerate launch`` with ZeRO-3, transformers partitions every model it loads
+    across the processes (``deepspeed.zero.Init``) and makes ``generate`` step in lockstep
+    with them (``synced_gpus``): both are collective. A model that one process runs alone
+    for inference (RFT's auxiliary evaluator, on the main process) would wait for the others
+    forever. Outside ZeRO-3 the block changes nothing.
+    """
+    from transformers.integrations.deepspeed import (
+        is_deepspeed_zero3_enabled,
+        set_hf_deepspeed_config,
+        unset_hf_deepspeed_config,
+    )
+
+    plugin = getattr(cfg, "deepspeed_plugin", None)
+    # the HfDeepSpeedConfig that TrainingArguments registered (accelerate's or --deepspeed's)
+    holder = getattr(plugin, "dschf", None) or getattr(plugin, "hf_ds_config", None)
+    if holder is None or not is_deepspeed_zero3_enabled():
+        yield
+        return
+    unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        set_hf_deepspeed_config(holder)
 
 
 def attach_images(batch: dict[str, list]) -> dict[str, list]:

@@ -26,7 +26,12 @@ from habitat_eqarm.rewards.model import Judgement
 from habitat_eqarm.rewards.prompts import REWARD_MODEL_PROMPT, build_messages
 from habitat_eqarm.rewards.sample_cache import EvalSettings, SampleCache, sample_all
 from habitat_eqarm.training.checkpoints import ResumeWeights
-from habitat_eqarm.training.common import example_tokens, prepare_dataset, train_with_resume
+from habitat_eqarm.training.common import (
+    example_tokens,
+    one_process_inference,
+    prepare_dataset,
+    train_with_resume,
+)
 from habitat_eqarm.training.rewards import eq1_correct, rejective_filter
 from habitat_eqarm.training.rft_config import RFTConfig
 
@@ -89,27 +94,31 @@ def candidate_judgements(cfg: RFTConfig, instances: list[EQAInstance], stats: RF
     path = Path(cfg.candidates or Path(cfg.output_dir) / "candidates.jsonl")
     evaluator = cfg.evaluator or cfg.model_name_or_path
     fingerprint = {"evaluator": evaluator, "n_rft": cfg.n_rft, "prompt_id": REWARD_MODEL_PROMPT.id}
-    cache = SampleCache(path, fingerprint).load(accept_any=cfg.candidates is not None)
-    model = None
-    if any(inst.question_id not in cache.entries for inst in instances):
-        from habitat_eqarm.rewards.model import EQARewardModel
-
-        model = EQARewardModel.from_pretrained(
-            evaluator,
-            cfg.evaluator_backend,
-            num_keyframes=cfg.num_keyframes,
-            max_pixels=cfg.max_pixels,
-        )
     settings = EvalSettings(
         ks=[cfg.n_rft],
         temperature=cfg.candidate_temperature,
         max_new_tokens=cfg.candidate_max_new_tokens,
         seed=cfg.seed,
     )
-    judgements, failures = sample_all(model, instances, settings, cache)
+    # several processes: the main one writes the cache, the others then read it (a shared
+    # output_dir; without one, save_on_each_node makes each node's main process write its own)
+    with cfg.main_process_first(local=cfg.save_on_each_node, desc="RFT candidate evaluations"):
+        cache = SampleCache(path, fingerprint).load(accept_any=cfg.candidates is not None)
+        with one_process_inference(cfg):
+            model = None
+            if any(inst.question_id not in cache.entries for inst in instances):
+                from habitat_eqarm.rewards.model import EQARewardModel
+
+                model = EQARewardModel.from_pretrained(
+                    evaluator,
+                    cfg.evaluator_backend,
+                    num_keyframes=cfg.num_keyframes,
+                    max_pixels=cfg.max_pixels,
+                )
+            judgements, failures = sample_all(model, instances, settings, cache)
+            if model is not None:
+                model.close()
     stats.failed_candidates += len(failures)
-    if model is not None:
-        model.close()
     return judgements, failures
 
 

@@ -86,7 +86,7 @@ def test_generates_from_five_real_keyframes_as_images_and_as_video(tiny_model_pa
         images=[Image.fromarray(f) for f in frames],
         images_kwargs={"size": size},
     )
-    # a 1280x720 frame becomes 448x840 pixels = 480 merged visual tokens (spec §9)
+    # a 1280x720 frame becomes 448x840 pixels = 480 merged visual tokens (docs/method.md §9)
     assert inputs["image_grid_thw"].tolist() == [[1, 32, 60]] * 5
     assert int((inputs["input_ids"] == model.config.image_token_id).sum()) == 5 * 480
     assert 0 < len(new) <= 12
