@@ -9,6 +9,7 @@ from habitat_eqarm._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from habitat_eqarm.data.episode import DEPTH_UNITS_PER_METRE, EpisodeMemory, EpisodeMemoryError
+    from habitat_eqarm.data.episode_cache import EpisodeCache, keyframe_images
     from habitat_eqarm.data.keyframes import select_keyframes, uniform_indices, view_spread
     from habitat_eqarm.data.openeqa import (
         CATEGORIES,
@@ -34,6 +35,7 @@ __all__ = [
     "CATEGORIES",
     "DEPTH_UNITS_PER_METRE",
     "EQAInstance",
+    "EpisodeCache",
     "EpisodeMemory",
     "EpisodeMemoryError",
     "EpisodeMemoryRecorder",
@@ -43,6 +45,7 @@ __all__ = [
     "find_openeqa_dir",
     "from_dataset",
     "iter_jsonl",
+    "keyframe_images",
     "load_openeqa",
     "make_synthetic_episode",
     "read_jsonl",

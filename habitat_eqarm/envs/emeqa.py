@@ -24,6 +24,7 @@ import numpy as np
 from gymnasium import spaces
 
 from habitat_eqarm.data.episode import EpisodeMemory
+from habitat_eqarm.data.episode_cache import EpisodeCache
 from habitat_eqarm.data.schema import TEXT_CHARSET, EQAInstance, split_reasoning
 
 CONTINUE, ANSWER = 0, 1
@@ -80,7 +81,9 @@ class EMEQAEnv(gym.Env):
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         self.mode, self.num_keyframes, self.render_mode = mode, num_keyframes, render_mode
         self.questions, found = load_episodes(questions, data_root)
-        self._memories = {**found, **(memories or {})}
+        self._memories = EpisodeCache(size=None)  # by episode id; every question's stays open
+        for episode_id, memory in {**found, **(memories or {})}.items():
+            self._memories.put(episode_id, memory)
         unplayable = [q.question_id for q in self.questions if not self._has_memory(q)]
         if unplayable or not self.questions:
             raise ValueError(
@@ -109,9 +112,7 @@ class EMEQAEnv(gym.Env):
         return q.episode_id in self._memories or bool(q.episode_path)
 
     def _memory(self, q: EQAInstance) -> EpisodeMemory:
-        if q.episode_id not in self._memories:
-            self._memories[q.episode_id] = EpisodeMemory.from_path(q.episode_path)
-        return self._memories[q.episode_id]
+        return self._memories.get(q.episode_id, lambda: EpisodeMemory.from_path(q.episode_path))
 
     def _make_observation_space(self) -> spaces.Dict:
         h, w = self.frame_size

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from habitat_eqarm.data.episode import EpisodeMemory
+from habitat_eqarm.data.episode_cache import EpisodeCache
 from habitat_eqarm.data.schema import EQAInstance
 from habitat_eqarm.rewards.backends.base import (
     GenerationRequest,
@@ -196,12 +197,10 @@ def open_memories(
 ) -> list[EpisodeMemory | None]:
     """``memories`` with each missing one read from its instance's episode (one reader each)."""
     out = list(memories)
-    opened: dict[str, EpisodeMemory] = {}
+    opened = EpisodeCache(size=None)  # this call's episodes, each opened once
     for i, inst in enumerate(instances):
         if out[i] is None and inst.episode_path:
-            if inst.episode_path not in opened:
-                opened[inst.episode_path] = EpisodeMemory.from_path(inst.episode_path)
-            out[i] = opened[inst.episode_path]
+            out[i] = opened.get(inst.episode_path)
     return out
 
 

@@ -23,6 +23,7 @@ from fastapi import HTTPException
 from starlette.concurrency import run_in_threadpool
 
 from habitat_eqarm.data.episode import EpisodeMemory
+from habitat_eqarm.data.episode_cache import EpisodeCache
 from habitat_eqarm.data.episode_ref import EpisodeRef, EpisodeRefError, find_ref
 from habitat_eqarm.data.schema import EQAInstance
 from habitat_eqarm.rewards.backends.base import (
@@ -165,11 +166,8 @@ async def _score(
 
 
 def _open_all(sources: list[FrameSource]) -> list[EpisodeMemory]:
-    opened: dict[str, EpisodeMemory] = {}
-    for src in sources:
-        if src.key not in opened:
-            opened[src.key] = src.open()
-    return [opened[src.key] for src in sources]
+    opened = EpisodeCache(size=None)  # this request's frame sources, each opened once
+    return [opened.get(src.key, src.open) for src in sources]
 
 
 def _per_instance(values: list | None, n: int, what: str) -> list:

@@ -16,7 +16,6 @@ import secrets
 import socket
 import threading
 import time
-from collections import OrderedDict
 from importlib import resources
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,8 +25,9 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from habitat_eqarm.bench.builder.common import MemoryCache, error_text
+from habitat_eqarm.bench.builder.common import error_text
 from habitat_eqarm.bench.builder.review import ReviewError, ReviewSession
+from habitat_eqarm.data.episode_cache import EpisodeCache, RecentlyUsed
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -45,21 +45,14 @@ class FrameStore:
         self.session = session
         self.width = width
         self.keep = keep
-        self.memories = MemoryCache()
-        self._jpegs: OrderedDict[tuple[int, int], bytes] = OrderedDict()
-        self._lock = threading.Lock()
+        self.memories = EpisodeCache()
+        self._jpegs: RecentlyUsed[tuple[int, int], bytes] = RecentlyUsed(keep)
+        self._lock = threading.Lock()  # one page request at a time reads the episode readers
 
     def jpeg(self, item: int, k: int) -> bytes:
         """Keyframe ``k`` of item ``item`` as JPEG bytes (ValueError/OSError when unreadable)."""
         with self._lock:
-            if (item, k) in self._jpegs:
-                self._jpegs.move_to_end((item, k))
-                return self._jpegs[(item, k)]
-            data = self._render(item, k)
-            self._jpegs[(item, k)] = data
-            while len(self._jpegs) > self.keep:
-                self._jpegs.popitem(last=False)
-            return data
+            return self._jpegs.get((item, k), lambda: self._render(item, k))
 
     def _render(self, item: int, k: int) -> bytes:
         from PIL import Image
