@@ -15,13 +15,13 @@ from __future__ import annotations
 import functools
 import json
 import os
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from habitat_eqarm.data.schema import CORRECT_AT, EQAInstance, base_question_id
+from habitat_eqarm.rewards.batching import batch_or_each
 from habitat_eqarm.rewards.model import EQARewardModel, Judgement
 from habitat_eqarm.rewards.ray_engine import EngineOptions, map_shards
 
@@ -209,8 +209,7 @@ def sample_all_multi(
     def score(batch):
         seed = settings.seed + batch[0][0]
         groups = [group for _, group in batch]
-        judged = model.score_multi(groups, seed=seed, shuffle=shuffle, **_sampling(settings))
-        return [j for group in judged for j in group]
+        return model.score_multi(groups, seed=seed, shuffle=shuffle, **_sampling(settings))
 
     failures: list[dict[str, str]] = []
     for start in range(0, len(todo), settings.batch_size):
@@ -238,25 +237,22 @@ def _score_batch(model, batch, settings, failures, method="score") -> list[Judge
     def score(items):
         judge = getattr(model, method)
         seed = settings.seed + items[0][0]
-        return judge([inst for _, inst in items], seed=seed, **_sampling(settings))
+        return [[j] for j in judge([inst for _, inst in items], seed=seed, **_sampling(settings))]
 
     return _score_items(score, batch, failures, lambda item: [item[1]])
 
 
 def _score_items(score, batch, failures, members) -> list[Judgement]:
-    """``score(batch)``; if it fails, score its items one by one and record those that fail.
-
-    ``members(item)``: the instances of an item (named in the failures).
-    """
+    """The judgements of ``score(batch)`` (a list of judgements per item), the items scored
+    one by one if the batch fails (:func:`batch_or_each`); an item that still fails is recorded
+    in ``failures``, once per instance of ``members(item)``."""
     out: list[Judgement] = []
-    try:
-        return score(batch)
-    except Exception:  # one bad item must not cost the batch: retry them one by one
-        if len(batch) > 1:
-            for item in batch:
-                out += _score_items(score, [item], failures, members)
-            return out
-        err = sys.exc_info()[1]
-    for inst in members(batch[0]):
-        failures.append({"question_id": inst.question_id, "error": f"{type(err).__name__}: {err}"})
+    for item, result in zip(batch, batch_or_each(score, batch), strict=True):
+        if isinstance(result, Exception):
+            error = f"{type(result).__name__}: {result}"
+            failures.extend(
+                {"question_id": inst.question_id, "error": error} for inst in members(item)
+            )
+        else:
+            out.extend(result)
     return out

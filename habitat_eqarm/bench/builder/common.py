@@ -9,14 +9,14 @@ import json
 import os
 import zlib
 from abc import ABC, abstractmethod
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from habitat_eqarm.bench.builder.journal import Journal
-from habitat_eqarm.data.episode import EpisodeMemory
+from habitat_eqarm.data.episode_cache import EpisodeCache
 from habitat_eqarm.data.io import atomic_write_text
 from habitat_eqarm.data.schema import EQAInstance, InstanceError, read_jsonl
 from habitat_eqarm.rewards.backends.base import (
@@ -27,6 +27,7 @@ from habitat_eqarm.rewards.backends.base import (
     backend_kwargs,
     load_backend,
 )
+from habitat_eqarm.rewards.batching import batch_or_each
 from habitat_eqarm.rewards.ray_engine import map_shards
 
 
@@ -111,44 +112,9 @@ class StageReport:
         return atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
 
 
-def generate_each(
-    backend: RewardBackend, requests: Sequence[GenerationRequest], params: SamplingParams
-) -> list[GenerationResult | Exception]:
-    """``backend.generate`` over a batch; if the batch fails, each request alone.
-
-    One bad request (an unreadable frame, a rejected prompt) then costs only itself: its slot
-    holds the exception, to be reported and skipped by the caller.
-    """
-    try:
-        return list(backend.generate(list(requests), params))
-    except Exception as err:
-        if len(requests) == 1:
-            return [err]
-        return [generate_each(backend, [req], params)[0] for req in requests]
-
-
 def call_seed(seed: int, item_id: str, attempt: int) -> int:
     """A sampling seed fixed by the run's seed, the first item of a call and the attempt."""
     return (seed * 1_000_003 + zlib.crc32(f"{item_id}/{attempt}".encode())) % (2**31)
-
-
-class MemoryCache:
-    """Open episode memories, the few most recently used kept (readers hold file handles)."""
-
-    def __init__(self, size: int = 8) -> None:
-        self.size = size
-        self._open: OrderedDict[str, EpisodeMemory] = OrderedDict()
-
-    def get(self, path: str) -> EpisodeMemory:
-        """The memory at ``path``, opened once while it stays among the recent ones."""
-        if path in self._open:
-            self._open.move_to_end(path)
-            return self._open[path]
-        memory = EpisodeMemory.from_path(path)
-        self._open[path] = memory
-        while len(self._open) > self.size:
-            self._open.popitem(last=False)
-        return memory
 
 
 def error_text(err: BaseException) -> str:
@@ -255,7 +221,7 @@ class _ChunkWorker:
     def __init__(self, cfg: Any, run_class: type[StageRun]) -> None:
         self.cfg, self.run_class = cfg, run_class
         self.backend = open_backend(cfg.backend, cfg.model, cfg.backend_kwargs)
-        self.memories = MemoryCache()
+        self.memories = EpisodeCache()
 
     def __call__(self, shard: tuple[list, dict[str, dict[str, Any]]]):
         chunk, done = shard
@@ -274,7 +240,7 @@ class StageRun(ABC):
     report: StageReport
     backend: RewardBackend
     advance: Callable[[int], Any]
-    memories: MemoryCache = field(default_factory=MemoryCache)
+    memories: EpisodeCache = field(default_factory=EpisodeCache)
 
     @abstractmethod
     def chunk(self, items: list[Any]) -> None:
@@ -306,8 +272,8 @@ class StageRun(ABC):
 
         ``parse(id, result, attempt)`` reads a result of ``k`` texts (``max_new_tokens``: a
         lower cap than the config's). The requests pending go in one call, one by one if it
-        fails (:func:`generate_each`); an item whose call fails is reported as
-        ``<what> failed`` and left out, so a re-run asks for it again.
+        fails (:func:`~habitat_eqarm.rewards.batching.batch_or_each`); an item whose call fails
+        is reported as ``<what> failed`` and left out, so a re-run asks for it again.
         """
         done: dict[str, T] = {}
         pending = list(requests)
@@ -317,7 +283,8 @@ class StageRun(ABC):
             params = self.params(pending[0], attempt, k)
             if max_new_tokens is not None:
                 params.max_new_tokens = min(params.max_new_tokens, max_new_tokens)
-            results = generate_each(self.backend, [requests[i] for i in pending], params)
+            generate = functools.partial(self.backend.generate, params=params)
+            results = batch_or_each(generate, [requests[i] for i in pending])
             for item, result in zip(pending, results, strict=True):
                 if isinstance(result, Exception):
                     done.pop(item, None)
