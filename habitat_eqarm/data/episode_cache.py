@@ -33,7 +33,10 @@ class RecentlyUsed(Generic[K, V]):
     """A mapping that keeps its ``size`` most recently used values (``None``: all of them).
 
     Thread-safe for its own bookkeeping; a value is made outside the lock, so two threads
-    asking for one missing key at once may both make it (the first one stored is kept).
+    asking for one missing key at once may both make it (the first one stored is kept). Values
+    are never None (None is what :meth:`find` answers for a missing key). Besides the episode
+    caches below, the server's judgement memo (``serve/memo.py``) and the review page's JPEGs
+    keep their recent entries in one.
     """
 
     def __init__(self, size: int | None) -> None:
@@ -51,12 +54,19 @@ class RecentlyUsed(Generic[K, V]):
         with self._lock:
             return len(self._values)
 
+    def find(self, key: K) -> V | None:
+        """The value kept for ``key`` (now the most recently used), or None."""
+        with self._lock:
+            if key not in self._values:
+                return None
+            self._values.move_to_end(key)
+            return self._values[key]
+
     def get(self, key: K, make: Callable[[], V]) -> V:
         """The value kept for ``key``, made by ``make()`` (and kept) when there is none."""
-        with self._lock:
-            if key in self._values:
-                self._values.move_to_end(key)
-                return self._values[key]
+        found = self.find(key)
+        if found is not None:
+            return found
         value = make()
         with self._lock:
             if key in self._values:  # another thread made it meanwhile: keep the first

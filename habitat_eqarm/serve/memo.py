@@ -12,8 +12,9 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections import OrderedDict
 from typing import Any
+
+from habitat_eqarm.data.episode_cache import RecentlyUsed
 
 
 def memo_key(frames_key: str, instance: dict[str, Any], options: dict[str, Any]) -> str:
@@ -33,36 +34,30 @@ class ScoreMemo:
         self.size = size
         self.hits = 0
         self.misses = 0
-        self._items: OrderedDict[str, dict[str, Any]] = OrderedDict()
-        self._lock = threading.Lock()
+        self._items: RecentlyUsed[str, dict[str, Any]] | None = RecentlyUsed(size) if size else None
+        self._lock = threading.Lock()  # for the counters
 
     def get(self, key: str) -> dict[str, Any] | None:
         """The memoized judgement dict (a copy), or None."""
+        found = self._items.find(key) if self._items is not None else None
         with self._lock:
-            found = self._items.get(key)
             if found is None:
                 self.misses += 1
                 return None
-            self._items.move_to_end(key)
             self.hits += 1
-            return json.loads(json.dumps(found))
+        return json.loads(json.dumps(found))
 
     def put(self, key: str, judgement: dict[str, Any]) -> None:
         """Remember ``judgement`` under ``key``."""
-        if self.size == 0:
-            return
-        with self._lock:
-            self._items[key] = judgement
-            self._items.move_to_end(key)
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
+        if self._items is not None:
+            self._items.put(key, judgement)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready counters."""
         with self._lock:
             return {
                 "size": self.size,
-                "entries": len(self._items),
+                "entries": len(self._items) if self._items is not None else 0,
                 "hits": self.hits,
                 "misses": self.misses,
             }
