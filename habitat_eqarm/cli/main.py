@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("habitat_eqarm.cli.eval", "accuracy/RMSE of a reward model for every K, with reports"),
     "train rft": ("habitat_eqarm.cli.train_rft", "rejective fine-tuning: Eq. 1 filter, then SFT"),
     "train cgrpo": ("habitat_eqarm.cli.train_cgrpo", "C-GRPO: contrastive GRPO from the RFT model"),
+    "train agent": ("habitat_eqarm.cli.train_agent", "GRPO for an EQA agent, EQA-RM as the reward"),
     "serve": (
         "habitat_eqarm.cli.serve",
         "a reward model over HTTP: OpenAI-compatible and /v1/score",
@@ -45,7 +46,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 GROUPS: dict[str, str] = {
     "bench": "build your own EQARewardBench, stage by stage",
     "extract": "OpenEQA episode folders from ScanNet .sens files or HM3D agent states",
-    "train": "train EQA-RM: rejective fine-tuning, then C-GRPO",
+    "train": "train EQA-RM (rejective fine-tuning, then C-GRPO) and agents against it",
 }
 
 DESCRIPTION = "EQA-RM: a generative multimodal reward model for Embodied Question Answering."
