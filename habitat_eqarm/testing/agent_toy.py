@@ -3,13 +3,17 @@
 A tiny random Qwen2-VL writes no ``<predicted_answer>`` at all, so every reward would be 0 and
 EQA-RM would never be asked. :func:`teach_agent_format` fine-tunes it briefly (SFT, the loss
 on the completion only) on generator-format answers to the toy questions, half of them right
-and half a wrong answer of the same kind (another colour, room or object of the episode), so
-agent GRPO starts from an agent that answers in format, right about half the time.
+and half the wrong answer "purple", so agent GRPO starts from an agent that answers in format,
+right about half the time.
+
+Why "purple": the toy RFT set (``toy.make_toy_rft_set``, the same questions) teaches EQA-RM to
+score the right answer about 9 and "purple" about 2, so the RFT model is a judge that tells the
+agent's two kinds of answer apart without seeing the GT answer: a learnable toy for agent GRPO
+with EQA-RM in the loop (``make_toy_questions`` with the same seed gives the same questions).
 """
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +23,7 @@ from habitat_eqarm.data.synthetic import make_synthetic_episode
 CPU = dict(bf16=False, use_cpu=True, activation_checkpointing=False, report_to="none")
 SMALL = dict(num_keyframes=3, max_pixels=20_000)
 FORMAT_STEPS = 120
+WRONG = "purple"  # the wrong answer of the toy RFT set
 
 
 def make_toy_questions(folder: str | Path, *, episodes: int = 2, seed: int = 0) -> Path:
@@ -40,19 +45,15 @@ def format_target(answer: str) -> str:
     )
 
 
-def _format_rows(questions: list[EQAInstance], rng: random.Random) -> list[dict[str, Any]]:
+def _format_rows(questions: list[EQAInstance]) -> list[dict[str, Any]]:
     from habitat_eqarm.rewards.prompts import GENERATOR_PROMPT, build_messages
     from habitat_eqarm.training.common import instance_keyframes
 
-    kinds: dict[tuple[str, str], set[str]] = {}
-    for q in questions:
-        kinds.setdefault((q.episode_id, q.category), set()).add(q.gt_answer or "")
     rows = []
     for q in questions:
         indices = instance_keyframes(q, SMALL["num_keyframes"])
-        wrong = sorted(kinds[(q.episode_id, q.category)] - {q.gt_answer}) or ["purple"]
-        for right in (True, False):
-            text = format_target(q.gt_answer if right else rng.choice(wrong))
+        for answer in (q.gt_answer, WRONG):
+            text = format_target(answer)
             rows.append(
                 {
                     "episode_path": q.episode_path,
@@ -79,7 +80,7 @@ def teach_agent_format(
     from habitat_eqarm.training.common import attach_images
     from habitat_eqarm.training.rft import RFTTrainer
 
-    rows = _format_rows(read_jsonl(questions), random.Random(seed))
+    rows = _format_rows(read_jsonl(questions))
     dataset = Dataset.from_list(rows).with_transform(attach_images)
     processor = AutoProcessor.from_pretrained(str(model))
     processor.image_processor.size = pixel_size(SMALL["max_pixels"])
