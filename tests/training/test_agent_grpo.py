@@ -208,6 +208,37 @@ def test_a_failing_rm_server_is_retried_then_names_the_step(synthetic_folder, mo
     assert ("HTTP 503 (overloaded)" if mode == "503" else "ReadTimeout") in str(err.value)
 
 
+def test_rm_reward_through_eqarm_serve_retries_a_transient_failure(
+    eqarm_server, synthetic_folder, monkeypatch
+):
+    monkeypatch.setenv("EQARM_TEST_SERVER_TOKEN", eqarm_server.token)
+    served = eqarm_server.get("models")["data"][0]["id"]
+    rm = EQARewardModel.from_pretrained(
+        served,
+        "openai",
+        base_url=eqarm_server.base_url,
+        api_key_env="EQARM_TEST_SERVER_TOKEN",
+        backoff_base=0.01,
+        cache=False,
+    )
+    question = synthetic_folder[1][0]
+    question.keyframe_indices = [0, 5]
+    rows = [json.dumps(question.to_dict())] * 3
+    completions = [format_target("red"), format_target("blue"), "no answer here"]
+    reward = EQARMAgentReward(rm, max_new_tokens=12)
+    eqarm_server.set_faults("503:1")  # the first request fails, its retry succeeds
+    extra = {}
+    try:
+        got = reward([None] * 3, completions, instance=rows, log_extra=extra.__setitem__)
+    finally:
+        eqarm_server.set_faults("")
+        rm.close()
+    # two parsable answers in one call: two concurrent requests, one of them retried once
+    assert (rm.backend.stats["http_requests"], rm.backend.stats["retries"]) == (3, 1)
+    assert len(got) == 3 and got[2] == 0.0 and extra["reward_reason"][2] == NO_ANSWER
+    assert all(0.0 <= g <= 1.0 for g in got)
+
+
 class Snapshot:
     """The model's parameters at the end of global step ``at`` (a TrainerCallback)."""
 
