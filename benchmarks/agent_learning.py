@@ -74,6 +74,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60, help="GRPO steps per run")
     parser.add_argument("--png", default="docs/agent_grpo_learning.png", help="curves PNG")
     parser.add_argument("--lr", type=float, default=5e-4, help="GRPO learning rate")
+    parser.add_argument("--format_steps", type=int, default=400, help="SFT steps of the agent")
     args = parser.parse_args()
 
     from habitat_eqarm.testing import make_tiny_model
@@ -95,7 +96,7 @@ def main() -> None:
     rm = tmp / "rft"
     train_rft(rft_config(rm, base, toy))
     questions = make_toy_questions(tmp / "questions")
-    agent = teach_agent_format(tmp / "agent", base, questions)
+    agent = teach_agent_format(tmp / "agent", base, questions, steps=args.format_steps)
 
     runs: dict[int, dict[str, list[dict]]] = {}
     rows = []
