@@ -142,7 +142,7 @@ def main() -> None:
         print(json.dumps(rows[-1]), flush=True)
     plot(runs, Path(args.png))
     head = (
-        "| seed | EQA-RM reward: control / GRPO | effect | GT accuracy: control / GRPO | effect |"  # noqa: E501
+        "| seed | EQA-RM reward: control / GRPO | effect | GT accuracy: control / GRPO | effect |"
     )
     print(head)
     print("|---|---|---|---|---|")

@@ -27,20 +27,14 @@ from pathlib import Path
 
 import torch
 
-from habitat_eqarm.data import EQAInstance, find_openeqa_dir, load_openeqa, write_jsonl
-from habitat_eqarm.data.synthetic import make_synthetic_episode
+from habitat_eqarm.data import EQAInstance, write_jsonl
 from habitat_eqarm.testing import make_tiny_model
+from habitat_eqarm.testing.toy import demo_or_synthetic_questions
 
 
 def instances(folder: Path) -> tuple[Path, str]:
     """Labelled instances with 3-step traces: the demo questions, or synthetic ones."""
-    data = find_openeqa_dir()
-    if data is not None:
-        found = load_openeqa(data / "open-eqa-demo-data.json", data_root=data)
-        where = "OpenEQA demo video, 1280x720"
-    else:
-        _, found = make_synthetic_episode(folder / "episode", frames_per_room=5)
-        where = "synthetic episode, 320x240"
+    found, where = demo_or_synthetic_questions(folder)
     labelled = []
     for n, inst in enumerate(found * 4):  # enough prompts for GRPO's 4 per step
         labelled.append(

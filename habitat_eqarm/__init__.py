@@ -1,9 +1,9 @@
 """habitat-eqarm: EQA-RM, a generative multimodal reward model for Embodied Question Answering.
 
 The names users need most are here; each subpackage exports its own (``habitat_eqarm.data``,
-``.envs``, ``.rewards``, ``.rewards.backends``, ``.serve``, ``.testing``). Names are imported on
-first use, so ``import habitat_eqarm`` stays light (no torch, transformers or habitat). It does
-register ``habitat_eqarm/EMEQA-v0`` with Gymnasium, which is what makes
+``.envs``, ``.rewards``, ``.rewards.backends``, ``.agents``, ``.serve``, ``.testing``). Names
+are imported on first use, so ``import habitat_eqarm`` stays light (no torch, transformers or
+habitat). It does register ``habitat_eqarm/EMEQA-v0`` with Gymnasium, which is what makes
 ``gym.make("habitat_eqarm:habitat_eqarm/EMEQA-v0")`` work without a prior import.
 """
 
@@ -13,6 +13,7 @@ from habitat_eqarm import envs  # registers habitat_eqarm/EMEQA-v0 (no env code 
 from habitat_eqarm._lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from habitat_eqarm.agents.vlm import VLMAgent
     from habitat_eqarm.data.episode import EpisodeMemory
     from habitat_eqarm.data.openeqa import load_openeqa
     from habitat_eqarm.data.recorder import EpisodeMemoryRecorder
@@ -34,6 +35,7 @@ __all__ = [
     "EpisodeMemory",
     "EpisodeMemoryRecorder",
     "Judgement",
+    "VLMAgent",
     "__version__",
     "envs",
     "load_openeqa",

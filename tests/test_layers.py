@@ -31,6 +31,8 @@ LAYERS = {
     "bench": 3,
     "training": 3,
     "serve": 4,
+    "integrations": 4,
+    "agents": 4,
     "testing": 5,
     "cli": 6,
     "": 7,

@@ -12,6 +12,7 @@ import habitat_eqarm
 HEAVY = ("torch", "transformers", "habitat", "habitat_sim")
 PACKAGES = [
     "habitat_eqarm",
+    "habitat_eqarm.agents",
     "habitat_eqarm.data",
     "habitat_eqarm.envs",
     "habitat_eqarm.rewards",

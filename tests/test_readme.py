@@ -27,3 +27,20 @@ def test_readme_public_api_example_runs_as_written():
     exec(python_block_after("## Public API"), scope)
     obs, _ = scope["env"].reset(seed=0)
     assert obs["frame"].ndim == 3 and scope["EQARMReward"].__name__ == "EQARMReward"
+
+
+def test_readme_agent_example_runs_as_written(tiny_model_path):
+    """The agent and the two-turn reward wrapper, tiny model swapped in for both models."""
+    code = python_block_after("## Train an agent against EQA-RM")
+    for model in ('"Qwen/Qwen2-VL-7B-Instruct"', '"Qwen/Qwen2-VL-2B-Instruct"'):
+        assert model in code
+        code = code.replace(model, repr(str(tiny_model_path)))
+    scope: dict = {}
+    exec(code, scope)
+    episode, agent = scope["episode"], scope["agent"]
+    assert episode.terminated and agent.last_output["prompt_id"] in ("eqarm-gen-v1", "eqarm-rev-v1")
+    answered = episode.actions[0]["answer"] != ""  # the tiny agent may write no answer
+    assert len(episode.actions) == (2 if answered else 1)
+    assert ("first" in episode.info["eqarm"]) == answered
+    scope["env"].close()
+    agent.close()

@@ -108,15 +108,20 @@ def plot_scaling(report: dict[str, Any], aggregates: Sequence[str], path: str | 
     if all(report[str(k)][a]["overall"]["rmse"] is None for k in ks for a in aggregates):
         ax_rmse.text(0.5, 0.5, "no valid predictions", ha="center", transform=ax_rmse.transAxes)
     for ax, title in ((ax_acc, "accuracy (%)"), (ax_rmse, "RMSE")):
-        ax.set_xlim(min(ks) / 1.3, max(ks) * 1.3)
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(ks, [str(k) for k in ks])
-        ax.set_xlabel("K samples")
-        ax.set_title(title)
-        ax.grid(alpha=0.3)
-        ax.legend()
+        k_axis(ax, ks, "K samples", title)
     fig.tight_layout()
     _save(fig, path)
+
+
+def k_axis(ax, ks: Sequence[int], label: str, title: str) -> None:
+    """A log-2 K axis with a tick per K, the title, a light grid and the legend."""
+    ax.set_xlim(min(ks) / 1.3, max(ks) * 1.3)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ks, [str(k) for k in ks])
+    ax.set_xlabel(label)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
 
 
 def plot_histogram(

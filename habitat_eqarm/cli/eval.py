@@ -9,10 +9,16 @@ reliability diagram of score/10 at the largest K) and the per-instance sample ca
 percentile-bootstrap intervals (``ci``: ``lo``/``hi``), seeded with ``--seed``; the
 calibration error (ECE) of score/10 counts a response correct iff its GT score is at least
 ``--correct_at``. Changing only these reporting options reuses every cached sample.
+
+``--protocol pairwise`` or ``semi-scalar`` adds pairwise reports (:mod:`.eval_pairwise`).
+``--protocol multi`` scores the responses to one question in one prompt per vote and reports
+the same K curves (:mod:`habitat_eqarm.cli.eval_multi`; give ``--max_new_tokens`` room for N
+evaluations); ``--compare_with`` a pointwise run's folder adds ``agreement.md``.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,12 +39,20 @@ from habitat_eqarm.data.schema import InstanceError, check_unique_ids
 from habitat_eqarm.rewards.backends.base import MAX_PIXELS
 from habitat_eqarm.rewards.parsing import AGGREGATES, aggregate_scores
 from habitat_eqarm.rewards.prompts import REWARD_MODEL_PROMPT
-from habitat_eqarm.rewards.sample_cache import EvalSettings, SampleCache, sample_all
+from habitat_eqarm.rewards.ray_engine import EngineOptions, check_engine
+from habitat_eqarm.rewards.sample_cache import (
+    EvalSettings,
+    SampleCache,
+    sample_all,
+    sample_all_ray,
+)
+
+PROTOCOLS = ("pointwise", "semi-scalar", "pairwise", "multi")
 
 
 @dataclass
-class EvalConfig:
-    """Options of `eqarm eval`."""
+class EvalConfig(EngineOptions):
+    """Options of `eqarm eval` (``--engine ray``: scored in Ray actors, same results)."""
 
     model: str = field(metadata={"help": "reward model: local path or hub id"})
     data: str = field(metadata={"help": "labelled instances: .jsonl, .parquet or dataset folder"})
@@ -71,6 +85,20 @@ class EvalConfig:
     keyframe_method: str = "uniform"
     frames_as: str = field(default="images", metadata={"help": "images or video"})
     max_pixels: int = MAX_PIXELS
+    protocol: str = field(
+        default="pointwise",
+        metadata={
+            "help": "pointwise, semi-scalar (pointwise, and its scores compared per "
+            "pair), pairwise (a verdict on each pair, in both orders) or multi (the "
+            "responses to a question in one prompt)"
+        },
+    )
+    shuffle: bool = field(
+        default=True, metadata={"help": "multi: each vote lists the responses in its own order"}
+    )
+    compare_with: str | None = field(
+        default=None, metadata={"help": "multi: a pointwise eval's out folder; writes agreement.md"}
+    )
 
 
 def make_parser():
@@ -134,41 +162,74 @@ def check_instances(instances, where: str) -> None:
         raise InstanceError("no instances to evaluate")
 
 
+def load_reward_model(cfg: EvalConfig):
+    """The reward model the options name (backend, frames, batch size)."""
+    from habitat_eqarm.rewards.model import EQARewardModel
+
+    options = {"max_pixels": cfg.max_pixels, **backend_kwargs(cfg.backend_kwargs)}
+    if cfg.backend == "hf":  # requests per forward pass; remote backends batch themselves
+        options = {"batch_size": cfg.batch_size, **options}
+    return EQARewardModel.from_pretrained(
+        cfg.model,
+        cfg.backend,
+        num_keyframes=cfg.num_keyframes,
+        keyframe_method=cfg.keyframe_method,
+        frames_as=cfg.frames_as,
+        **options,
+    )
+
+
+def sample_with_engine(cfg: EvalConfig, items, settings, cache, progress, method="score"):
+    """``(judgements, failures)`` of :func:`sample_all` (``--engine local``: the model opened
+    here, only if something is not cached) or :func:`sample_all_ray` (in Ray actors)."""
+    if cfg.engine == "ray":
+        opener = functools.partial(load_reward_model, cfg)
+        return sample_all_ray(opener, items, settings, cache, cfg, progress, method)
+    from habitat_eqarm.cli import eval_multi
+
+    missing = any(item.question_id not in cache.entries for item in items)
+    model = load_reward_model(cfg) if missing else None
+    try:
+        sample = eval_multi.sampler(cfg) or functools.partial(sample_all, method=method)
+        return sample(model, items, settings, cache, progress=progress)
+    finally:
+        if model is not None:
+            model.close()
+
+
 def main(cfg: EvalConfig) -> int:
     """Run the evaluation and write the reports; returns 0."""
+    from habitat_eqarm.cli import eval_multi, eval_pairwise
     from habitat_eqarm.cli.common import progress_bar
 
+    if cfg.protocol not in PROTOCOLS:
+        raise ValueError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got {cfg.protocol!r}")
+    check_engine(cfg)
+    if cfg.protocol == "pairwise":
+        return eval_pairwise.main(cfg)
     settings = settings_from(cfg)
+    eval_multi.check_protocol(cfg)
     instances = load_instances(cfg.data, cfg.split, cfg.data_root)[: cfg.limit]
     check_instances(instances, str(cfg.data))
+    if cfg.protocol == "semi-scalar":  # refuse data without pairs before any sampling
+        eval_pairwise.pairs_of(instances, str(cfg.data))
     out = Path(cfg.out)
-    cache = SampleCache(out / "samples.jsonl", fingerprint(cfg, settings)).load()
-    model = None
-    if any(inst.question_id not in cache.entries for inst in instances):
-        from habitat_eqarm.rewards.model import EQARewardModel
-
-        options = {"max_pixels": cfg.max_pixels, **backend_kwargs(cfg.backend_kwargs)}
-        if cfg.backend == "hf":  # requests per forward pass; remote backends batch themselves
-            options = {"batch_size": cfg.batch_size, **options}
-        model = EQARewardModel.from_pretrained(
-            cfg.model,
-            cfg.backend,
-            num_keyframes=cfg.num_keyframes,
-            keyframe_method=cfg.keyframe_method,
-            frames_as=cfg.frames_as,
-            **options,
-        )
+    prints = eval_multi.protocol_fingerprint(cfg, fingerprint(cfg, settings))
+    cache = SampleCache(out / "samples.jsonl", prints).load()
     with progress_bar(len(instances), f"eval K={max(settings.ks)}") as bar:
-        judgements, failures = sample_all(model, instances, settings, cache, progress=bar.update)
+        judgements, failures = sample_with_engine(cfg, instances, settings, cache, bar.update)
     report = score_report(instances, judgements, settings)
-    write_reports(out, cfg, settings, instances, judgements, report, failures)
-    if model is not None:
-        model.close()
+    extra = eval_multi.extra_results(cfg, settings, instances, judgements)
+    write_reports(out, cfg, settings, instances, judgements, report, failures, extra)
+    if cfg.protocol == "semi-scalar":
+        eval_pairwise.write_semi_scalar(out, cfg, settings, instances, judgements)
+    eval_multi.write_comparison(out, cfg, settings, instances, judgements)
     return 0
 
 
-def write_reports(out, cfg, settings, instances, judgements, report, failures) -> None:
-    """results.json, the two tables, the scaling plot, the histogram and the reliability diagram."""
+def write_reports(out, cfg, settings, instances, judgements, report, failures, extra=None) -> None:
+    """results.json (with ``extra``'s keys), the two tables, the scaling plot, the histogram and
+    the reliability diagram."""
     main_agg = settings.aggregates[0]
     ks = [str(k) for k in settings.ks]
     shown = sorted({ks[0], ks[-1]}, key=int)
@@ -183,6 +244,7 @@ def write_reports(out, cfg, settings, instances, judgements, report, failures) -
         "failures": failures,
         "by_k": report,
         "format_by_k": formats,
+        **(extra or {}),
     }
     atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
     atomic_write_text(out / "table1.md", table1)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import socket
 from dataclasses import dataclass, field
 
 from habitat_eqarm.data.io import atomic_write_text
@@ -42,11 +41,28 @@ class ServeConfig:
         default_factory=list,
         metadata={"help": "folders whose episodes /v1/score may read by path (default: none)"},
     )
+    episode_store: str | None = field(
+        default=None,
+        metadata={"help": "folder resolving episode references (<eqarm_ref> tags, episode_id)"},
+    )
+    memo_size: int = field(
+        default=4096, metadata={"help": "seeded /v1/score judgements remembered (0: off)"}
+    )
+    replicas: int = field(
+        default=1,
+        metadata={
+            "help": "hf backend: model copies behind one app, dealt requests in turn "
+            "(one per GPU when several are visible)"
+        },
+    )
     inject_faults: str = field(
         default="", metadata={"help": "testing: answer requests with errors, e.g. '429:2,500:1'"}
     )
     fault_endpoint: bool = field(
         default=False, metadata={"help": "testing: enable POST /admin/faults to set faults"}
+    )
+    tensor_parallel_size: int = field(
+        default=1, metadata={"help": "vllm backend: GPUs one model is split over"}
     )
     device: str | None = None
     dtype: str | None = None
@@ -88,15 +104,41 @@ def resolve_token(cfg: ServeConfig) -> str | None:
     return cfg.token or None
 
 
-def load_reward_model(cfg: ServeConfig):
-    """The :class:`EQARewardModel` to serve, on the chosen backend."""
+def check_replicas(cfg: ServeConfig) -> None:
+    """``--replicas`` is for backends that run one batch at a time (``hf``)."""
+    if cfg.replicas < 1:
+        raise ValueError(f"--replicas must be at least 1, got {cfg.replicas}")
+    if cfg.replicas > 1 and cfg.backend == "vllm":
+        raise ValueError(
+            "--replicas with --backend vllm: vLLM batches continuously on its own; split one "
+            "model over GPUs with --tensor_parallel_size, or run one server per GPU group"
+        )
+
+
+def replica_device(device: str | None, replica: int, gpus: int) -> str | None:
+    """Where replica ``replica`` runs: with several GPUs visible and ``--device`` unset (or
+    plain ``cuda``), replica i on ``cuda:i`` (modulo the GPUs); otherwise ``device``."""
+    if gpus > 1 and device in (None, "cuda"):
+        return f"cuda:{replica % gpus}"
+    return device
+
+
+def load_reward_model(cfg: ServeConfig, replica: int = 0):
+    """The :class:`EQARewardModel` to serve, on the chosen backend (replica ``replica``)."""
     from habitat_eqarm.cli.common import resolve_model
     from habitat_eqarm.rewards.model import EQARewardModel
 
     model_name, _ = resolve_model(cfg.model)
     kwargs: dict = {"max_pixels": cfg.max_pixels}
     if cfg.backend == "hf":
-        kwargs.update(device=cfg.device, dtype=cfg.dtype, batch_size=cfg.max_batch)
+        import torch
+
+        device = replica_device(cfg.device, replica, torch.cuda.device_count())
+        kwargs.update(device=device, dtype=cfg.dtype, batch_size=cfg.max_batch)
+    elif cfg.backend == "vllm":
+        kwargs["tensor_parallel_size"] = cfg.tensor_parallel_size
+        if cfg.dtype:
+            kwargs["dtype"] = cfg.dtype
     return EQARewardModel.from_pretrained(
         model_name,
         cfg.backend,
@@ -107,21 +149,11 @@ def load_reward_model(cfg: ServeConfig):
     )
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """A listening TCP socket (``port`` 0 picks a free one)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(2048)  # connections queue until the app is up, instead of being refused
-    return sock
-
-
 def main(cfg: ServeConfig) -> int:
     """Load the model, bind, and serve until SIGINT/SIGTERM (then finish open requests)."""
     import uvicorn
 
-    from habitat_eqarm.serve import ServerSettings, create_app
+    from habitat_eqarm.serve.app import ServerSettings, bind, create_app
 
     token = resolve_token(cfg)
     if not is_loopback(cfg.host) and not token:
@@ -129,7 +161,9 @@ def main(cfg: ServeConfig) -> int:
             f"WARNING: listening on {cfg.host} without a token: anyone who can reach this "
             "address can use the model. Pass --token_env NAME (or --token)."
         )
-    model = load_reward_model(cfg)
+    check_replicas(cfg)
+    models = [load_reward_model(cfg, i) for i in range(cfg.replicas)]
+    model = models[0]
     settings = ServerSettings(
         served_model_name=cfg.served_model_name or model.name,
         token=token,
@@ -139,15 +173,17 @@ def main(cfg: ServeConfig) -> int:
         fault_endpoint=cfg.fault_endpoint,
         data_roots=list(cfg.data_root),
         max_body_mb=cfg.max_body_mb,
+        episode_store=cfg.episode_store,
+        memo_size=cfg.memo_size,
     )
-    app = create_app(model, settings)
+    app = create_app(models, settings)
     sock = bind(cfg.host, cfg.port)
     host, port = sock.getsockname()[:2]
     if cfg.port_file:
         atomic_write_text(cfg.port_file, json.dumps({"host": host, "port": port}))
     print(
         f"eqarm serve: {settings.served_model_name!r} on http://{host}:{port}/v1 "
-        f"(max_batch {cfg.max_batch}, max_wait {cfg.max_wait_ms} ms, "
+        f"(replicas {cfg.replicas}, max_batch {cfg.max_batch}, max_wait {cfg.max_wait_ms} ms, "
         f"token {'required' if token else 'off'})",
         flush=True,
     )

@@ -17,6 +17,7 @@ import dataclasses
 import json
 import math
 import os
+import string
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,9 @@ if TYPE_CHECKING:
     import datasets
 
 SOURCES = ("hm3d", "scannet", "other")
+#: Characters allowed in the envs' text spaces (answers, reasoning, critiques): printable ASCII
+#: plus Latin-1 letters.
+TEXT_CHARSET = frozenset(string.printable) | frozenset(chr(c) for c in range(0xA0, 0x180))
 SCORE_RANGE = (0, 10)
 CORRECT_AT = 5.0
 """A response is correct, for calibration, iff its ground-truth score is at least this (0..10)."""

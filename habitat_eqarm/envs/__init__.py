@@ -12,7 +12,7 @@ import gymnasium as gym
 from habitat_eqarm._lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from habitat_eqarm.envs.agents import ScriptedAgent
+    from habitat_eqarm.envs.agents import PlayedEpisode, Policy, ScriptedAgent, play_episode
     from habitat_eqarm.envs.emeqa import ANSWER, CONTINUE, MODES, EMEQAEnv, load_episodes
 
 #: The Gymnasium id of :class:`~habitat_eqarm.envs.emeqa.EMEQAEnv`.
@@ -27,8 +27,11 @@ __all__ = [
     "EMEQA_ID",
     "MODES",
     "EMEQAEnv",
+    "PlayedEpisode",
+    "Policy",
     "ScriptedAgent",
     "load_episodes",
+    "play_episode",
 ]
 
 __getattr__, __dir__ = lazy_exports(__name__, __all__)

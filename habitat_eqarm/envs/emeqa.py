@@ -16,7 +16,6 @@ permutation of the questions, redrawn each time every question has been asked.
 
 from __future__ import annotations
 
-import string
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,12 +24,10 @@ import numpy as np
 from gymnasium import spaces
 
 from habitat_eqarm.data.episode import EpisodeMemory
-from habitat_eqarm.data.schema import EQAInstance, split_reasoning
+from habitat_eqarm.data.schema import TEXT_CHARSET, EQAInstance, split_reasoning
 
 CONTINUE, ANSWER = 0, 1
 MODES = ("stream", "episodic")
-#: Characters allowed in answers and reasoning: printable ASCII plus Latin-1 letters.
-TEXT_CHARSET = frozenset(string.printable) | frozenset(chr(c) for c in range(0xA0, 0x180))
 MAX_QUESTION, MAX_ANSWER, MAX_REASONING = 1024, 1024, 8192
 
 

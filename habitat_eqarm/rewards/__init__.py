@@ -25,14 +25,17 @@ if TYPE_CHECKING:
         Prompt,
         build_messages,
     )
+    from habitat_eqarm.rewards.revision import REVISION_PROMPT, revision_messages
     from habitat_eqarm.rewards.vector import EQARMVectorReward, unbatch_info
-    from habitat_eqarm.rewards.wrapper import EQARMReward
+    from habitat_eqarm.rewards.wrapper import REVISE, EQARMReward
 
 __all__ = [
     "AGGREGATES",
     "GENERATOR_PROMPT",
     "JUDGE_PROMPT",
     "PROMPTS",
+    "REVISE",
+    "REVISION_PROMPT",
     "REWARD_MODEL_PROMPT",
     "EQARMReward",
     "EQARMVectorReward",
@@ -46,6 +49,7 @@ __all__ = [
     "build_messages",
     "lenient_score",
     "parse_evaluation",
+    "revision_messages",
     "unbatch_info",
 ]
 

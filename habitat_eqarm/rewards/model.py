@@ -21,7 +21,15 @@ from habitat_eqarm.rewards.backends.base import (
     SamplingParams,
     load_backend,
 )
-from habitat_eqarm.rewards.parsing import aggregate_scores, parse_evaluation
+from habitat_eqarm.rewards.pairwise import (
+    ORDERS,
+    PAIRWISE_PROMPT,
+    PairJudgement,
+    ResponsePair,
+    pair_judgement_from_texts,
+    pair_messages,
+)
+from habitat_eqarm.rewards.parsing import aggregate_scores, parse_evaluation, score_spread
 from habitat_eqarm.rewards.prompts import REWARD_MODEL_PROMPT, Prompt, build_messages
 
 
@@ -30,12 +38,16 @@ class Sample:
     """One sampled evaluation: the raw text, its parsed critique and score, and validity.
 
     ``score`` is None unless the text is well formed (lenient recovery is not used here).
+    Multi-response samples also carry ``reason`` (why the vote is invalid) and ``position``
+    (where the response was listed in the vote, from 0); both are None for pointwise samples.
     """
 
     text: str
     critique: str | None
     score: int | None
     format_ok: bool
+    reason: str | None = None
+    position: int | None = None
 
     @classmethod
     def from_text(cls, text: str) -> Sample:
@@ -43,6 +55,10 @@ class Sample:
         parsed = parse_evaluation(text)
         score = parsed.score if parsed.format_ok else None
         return cls(text=text, critique=parsed.critique, score=score, format_ok=parsed.format_ok)
+
+
+#: Keys ``eqarm serve`` adds to a judgement dict: derived or per-request, not part of it.
+SERVED_EXTRAS = ("spread", "cached")
 
 
 @dataclass
@@ -97,10 +113,16 @@ class Judgement:
         """A JSON-serialisable dict."""
         return asdict(self)
 
+    @property
+    def spread(self) -> float | None:
+        """How much the samples disagree (:func:`score_spread`: 0 when they all agree)."""
+        return score_spread(self.scores)
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Judgement:
-        """Inverse of :meth:`to_dict`."""
-        data = dict(data)
+        """Inverse of :meth:`to_dict`; also reads ``eqarm serve``'s judgements, whose
+        derived ``spread`` and ``cached`` keys it leaves out."""
+        data = {k: v for k, v in data.items() if k not in SERVED_EXTRAS}
         data["samples"] = [Sample(**s) for s in data["samples"]]
         return cls(**data)
 
@@ -117,6 +139,28 @@ def judgement_from_texts(
 ) -> Judgement:
     """Parse K sampled texts into a :class:`Judgement` (shared by every backend)."""
     samples = [Sample.from_text(t) for t in texts]
+    return judgement_from_samples(
+        instance,
+        samples,
+        aggregate=aggregate,
+        prompt_id=prompt_id,
+        model=model,
+        keyframe_indices=keyframe_indices,
+        timings=timings,
+    )
+
+
+def judgement_from_samples(
+    instance: EQAInstance,
+    samples: list[Sample],
+    *,
+    aggregate: str,
+    prompt_id: str,
+    model: str,
+    keyframe_indices: Sequence[int] = (),
+    timings: dict[str, float] | None = None,
+) -> Judgement:
+    """A :class:`Judgement` of ``instance`` from parsed samples, aggregated by ``aggregate``."""
     scores = [s.score for s in samples]
     return Judgement(
         question_id=instance.question_id,
@@ -129,6 +173,36 @@ def judgement_from_texts(
         keyframe_indices=list(keyframe_indices),
         timings=dict(timings or {}),
     )
+
+
+def check_call(
+    k: int, aggregate: str, memories: Sequence[Any] | None, n: int, what: str
+) -> list[Any]:
+    """Validate a scoring call before any work; the memories as a list of ``n`` (None: read).
+
+    ``what``: what the ``n`` items are, in the error ("instances", "groups").
+    """
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    aggregate_scores([], aggregate)  # raises on an unknown method name
+    memories = list(memories) if memories is not None else [None] * n
+    if len(memories) != n:
+        raise ValueError(f"{len(memories)} memories for {n} {what}")
+    return memories
+
+
+def open_memories(
+    instances: Sequence[EQAInstance], memories: Sequence[EpisodeMemory | None]
+) -> list[EpisodeMemory | None]:
+    """``memories`` with each missing one read from its instance's episode (one reader each)."""
+    out = list(memories)
+    opened: dict[str, EpisodeMemory] = {}
+    for i, inst in enumerate(instances):
+        if out[i] is None and inst.episode_path:
+            if inst.episode_path not in opened:
+                opened[inst.episode_path] = EpisodeMemory.from_path(inst.episode_path)
+            out[i] = opened[inst.episode_path]
+    return out
 
 
 class EQARewardModel:
@@ -199,6 +273,16 @@ class EQARewardModel:
         self, instance: EQAInstance, memory: EpisodeMemory | None = None
     ) -> tuple[GenerationRequest, list[int]]:
         """The backend request for ``instance`` and the keyframe indices it used."""
+        frames, indices = self.keyframes_for(instance, memory)
+        as_video = self.frames_as == "video"
+        messages = build_messages(self.prompt, instance, len(indices), as_video=as_video)
+        request = GenerationRequest(messages, frames, as_video=as_video, prompt_id=self.prompt.id)
+        return request, indices
+
+    def keyframes_for(
+        self, instance: EQAInstance, memory: EpisodeMemory | None = None
+    ) -> tuple[Any, list[int]]:
+        """The keyframes shown for ``instance`` and their indices in its episode memory."""
         if memory is None:
             if not instance.episode_path:
                 raise ValueError(f"instance {instance.question_id!r} has no episode_path")
@@ -206,11 +290,7 @@ class EQARewardModel:
         indices = instance.keyframe_indices or memory.keyframes(
             self.num_keyframes, self.keyframe_method
         )
-        frames = memory.frames(indices)
-        as_video = self.frames_as == "video"
-        messages = build_messages(self.prompt, instance, len(indices), as_video=as_video)
-        request = GenerationRequest(messages, frames, as_video=as_video, prompt_id=self.prompt.id)
-        return request, list(indices)
+        return memory.frames(indices), list(indices)
 
     def score(
         self,
@@ -231,19 +311,9 @@ class EQARewardModel:
         (e.g. recorded by a gym wrapper) instead of reading each ``episode_path``.
         ``min_new_tokens > 0`` forces that many tokens per sample (fixed-length benchmarks).
         """
-        if k < 1:
-            raise ValueError(f"k must be at least 1, got {k}")
-        aggregate_scores([], aggregate)  # validates the method name before any work
-        memories = list(memories) if memories is not None else [None] * len(instances)
-        if len(memories) != len(instances):
-            raise ValueError(f"{len(memories)} memories for {len(instances)} instances")
+        memories = check_call(k, aggregate, memories, len(instances), "instances")
         t0 = time.perf_counter()
-        opened: dict[str, EpisodeMemory] = {}  # instances of one episode share one reader
-        for i, inst in enumerate(instances):
-            if memories[i] is None and inst.episode_path:
-                if inst.episode_path not in opened:
-                    opened[inst.episode_path] = EpisodeMemory.from_path(inst.episode_path)
-                memories[i] = opened[inst.episode_path]
+        memories = open_memories(instances, memories)
         built = [self.request_for(inst, mem) for inst, mem in zip(instances, memories, strict=True)]
         frames_s = (time.perf_counter() - t0) / max(1, len(instances))
         params = SamplingParams(k, temperature, top_p, max_new_tokens, seed, min_new_tokens)
@@ -259,6 +329,65 @@ class EQARewardModel:
                 timings={"frames_s": frames_s, **result.timings},
             )
             for inst, (_, indices), result in zip(instances, built, results, strict=True)
+        ]
+
+    def score_multi(
+        self, groups: Sequence[Sequence[EQAInstance]], k: int = 1, **kwargs: Any
+    ) -> list[list[Judgement]]:
+        """Judge each group of responses to one question in one prompt per vote.
+
+        One judgement per response, in each group's order; ``kwargs`` as for :meth:`score`
+        plus ``shuffle`` (default True: each vote lists the responses in its own seeded order).
+        See :mod:`habitat_eqarm.rewards.multi_response`.
+        """
+        from habitat_eqarm.rewards.multi_response import score_groups
+
+        return score_groups(self, groups, k, **kwargs)
+
+    def judge_pairs(
+        self,
+        pairs: Sequence[ResponsePair],
+        k: int = 1,
+        temperature: float = 0.8,
+        top_p: float = 0.9,
+        seed: int | None = None,
+        *,
+        max_new_tokens: int = 512,
+        prompt: Prompt = PAIRWISE_PROMPT,
+    ) -> list[PairJudgement]:
+        """``k`` pairwise verdicts on each pair in both orders, (A, B) and (B, A).
+
+        Both orders show the same keyframes (the first response's episode memory) and differ
+        only in which response is A; the K votes of one order are K samples of one request,
+        so a backend that shares a prefill (``hf``) encodes the frames once per order.
+        """
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        t0 = time.perf_counter()
+        memories = open_memories([p.first for p in pairs], [None] * len(pairs))
+        as_video = self.frames_as == "video"
+        requests, indices = [], []
+        for pair, memory in zip(pairs, memories, strict=True):
+            if pair.first.episode_path != pair.second.episode_path:
+                raise ValueError(f"pair {pair.question_id!r}: the responses' episodes differ")
+            frames, used = self.keyframes_for(pair.first, memory)
+            indices.append(used)
+            for order in ORDERS:
+                messages = pair_messages(prompt, *pair.shown(order), len(used), as_video=as_video)
+                requests.append(GenerationRequest(messages, frames, as_video, prompt.id))
+        frames_s = (time.perf_counter() - t0) / max(1, len(pairs))
+        params = SamplingParams(k, temperature, top_p, max_new_tokens, seed)
+        results = self.backend.generate(requests, params)
+        return [
+            pair_judgement_from_texts(
+                pair,
+                {o: results[2 * i + j].texts for j, o in enumerate(ORDERS)},
+                prompt_id=prompt.id,
+                model=self.name,
+                keyframe_indices=indices[i],
+                timings={"frames_s": frames_s, **results[2 * i].timings},
+            )
+            for i, pair in enumerate(pairs)
         ]
 
     def close(self) -> None:

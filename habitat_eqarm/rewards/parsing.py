@@ -99,6 +99,16 @@ def aggregate_scores(scores: Sequence[float | None], method: str = "mean") -> fl
     return sum(tied) / len(tied)
 
 
+def score_spread(scores: Sequence[float | None]) -> float | None:
+    """How much the K sampled scores disagree: their population standard deviation (0..5).
+
+    0 when every valid sample gave the same score (a caller may stop sampling there); None
+    entries are dropped; no valid sample -> None.
+    """
+    valid = [float(s) for s in scores if s is not None]
+    return statistics.pstdev(valid) if valid else None
+
+
 # The generator (agent) output format, eqarm-gen-v1: reasoning steps, then one answer.
 
 

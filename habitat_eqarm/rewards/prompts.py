@@ -32,6 +32,17 @@ class Prompt:
         return self.user.format(**fields)
 
 
+#: The reward model's rubric (spec §2), shared by the pointwise and multi-response prompts.
+RM_RUBRIC = (
+    "- 60%: is the answer plausible, specific enough, and confirmed by what the frames "
+    "show?\n"
+    "- 40%: is the trace sound: logical steps, references to things actually visible in "
+    "the frames, and an answer that follows from the trace?\n"
+    "Use the whole scale; do not default to extreme scores. Objects may lie outside the "
+    "keyframes, so do not punish a claim only because you cannot see its object, but be "
+    "strict about claims that the frames contradict.\n\n"
+)
+
 REWARD_MODEL_PROMPT = Prompt(
     id="eqarm-rm-v1",
     system=(
@@ -46,14 +57,8 @@ REWARD_MODEL_PROMPT = Prompt(
         "Reasoning trace:\n{reasoning}\n\n"
         "Predicted answer: {answer}\n\n"
         "Score the response from 0 (worst) to 10 (best):\n"
-        "- 60%: is the answer plausible, specific enough, and confirmed by what the frames "
-        "show?\n"
-        "- 40%: is the trace sound: logical steps, references to things actually visible in "
-        "the frames, and an answer that follows from the trace?\n"
-        "Use the whole scale; do not default to extreme scores. Objects may lie outside the "
-        "keyframes, so do not punish a claim only because you cannot see its object, but be "
-        "strict about claims that the frames contradict.\n\n"
-        "Reply with a short critique, then the integer score, and nothing else:\n"
+        + RM_RUBRIC
+        + "Reply with a short critique, then the integer score, and nothing else:\n"
         "<critique>your critique</critique><score>N</score>"
     ),
 )
@@ -138,12 +143,18 @@ def build_messages(
 
     The frames themselves are passed to the processor separately, in the same order.
     """
+    return chat_messages(prompt.system, prompt_text(prompt, instance, **kw), n_frames, as_video)
+
+
+def chat_messages(
+    system: str, text: str, n_frames: int, as_video: bool = False
+) -> list[dict[str, Any]]:
+    """A system turn, then one user turn: the frames (images or one video), then ``text``."""
     if as_video:
         media = [{"type": "video"}] if n_frames else []
     else:
         media = [{"type": "image"} for _ in range(n_frames)]
-    text = {"type": "text", "text": prompt_text(prompt, instance, **kw)}
     return [
-        {"role": "system", "content": [{"type": "text", "text": prompt.system}]},
-        {"role": "user", "content": [*media, text]},
+        {"role": "system", "content": [{"type": "text", "text": system}]},
+        {"role": "user", "content": [*media, {"type": "text", "text": text}]},
     ]

@@ -4,10 +4,15 @@
 time, and an instance that still fails is reported, not fatal); :class:`SampleCache` keeps each
 instance's Kmax judgement in a JSONL file, so a killed run resumes where it stopped. The
 evaluator (`eqarm eval`) and rejective fine-tuning's candidate sampling both use them.
+:func:`sample_all_multi` does the same for the multi-response protocol (the responses to one
+question in one prompt).
+:func:`sample_all_ray` scores the same batches, with the same seeds, in Ray actors
+(:mod:`~habitat_eqarm.rewards.ray_engine`), the cache written by this process alone.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -16,8 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from habitat_eqarm.data.schema import CORRECT_AT, EQAInstance
+from habitat_eqarm.data.schema import CORRECT_AT, EQAInstance, base_question_id
 from habitat_eqarm.rewards.model import EQARewardModel, Judgement
+from habitat_eqarm.rewards.ray_engine import EngineOptions, map_shards
 
 
 @dataclass
@@ -25,12 +31,14 @@ class SampleCache:
     """Per-instance Kmax judgements in a JSONL file, keyed by question id and a fingerprint.
 
     Lines with another fingerprint (other model, prompt, K or sampling settings) are ignored,
-    and so is a torn last line left by a killed run.
+    and so is a torn last line left by a killed run. ``record_type``: what a line holds, any
+    class with ``question_id``, ``to_dict`` and ``from_dict`` (pairwise verdicts use it).
     """
 
     path: Path
     fingerprint: dict[str, Any]
     entries: dict[str, Judgement] = field(default_factory=dict)
+    record_type: type = Judgement
     _tail_checked: bool = False
 
     def load(self, accept_any: bool = False) -> SampleCache:
@@ -42,7 +50,7 @@ class SampleCache:
                 try:
                     record = json.loads(line)
                     if accept_any or record.get("fingerprint") == self.fingerprint:
-                        judgement = Judgement.from_dict(record["judgement"])
+                        judgement = self.record_type.from_dict(record["judgement"])
                         self.entries[judgement.question_id] = judgement
                 except (json.JSONDecodeError, KeyError, TypeError):
                     continue  # a line torn by a kill, or from another version
@@ -96,38 +104,159 @@ def sample_all(
     settings: EvalSettings,
     cache: SampleCache,
     progress: Callable[[int], None] | None = None,
+    method: str = "score",
 ) -> tuple[dict[str, Judgement], list[dict[str, str]]]:
-    """Kmax judgements for every instance (cached ones reused) and the failures."""
-    kmax = max(settings.ks)
-    todo = [(i, inst) for i, inst in enumerate(instances) if inst.question_id not in cache.entries]
-    if progress:
-        progress(len(instances) - len(todo))
+    """Kmax judgements for every instance (cached ones reused) and the failures.
+
+    ``method``: the model's method that judges a batch (``"judge_pairs"`` for pairs).
+    """
     failures: list[dict[str, str]] = []
-    for start in range(0, len(todo), settings.batch_size):
-        batch = todo[start : start + settings.batch_size]
-        for judgement in _score_batch(model, batch, settings, kmax, failures):
+    for batch in pending_batches(instances, settings, cache, progress):
+        for judgement in _score_batch(model, batch, settings, failures, method):
             cache.add(judgement)
         if progress:
             progress(len(batch))
     return cache.entries, failures
 
 
-def _score_batch(model, batch, settings, kmax, failures) -> list[Judgement]:
-    """Score a batch; if it fails, score its instances one by one and record those that fail."""
-    kwargs = dict(
-        k=kmax,
+def pending_batches(
+    instances: Sequence[EQAInstance],
+    settings: EvalSettings,
+    cache: SampleCache,
+    progress: Callable[[int], None] | None = None,
+) -> list[list[tuple[int, EQAInstance]]]:
+    """The uncached instances, with their index, in batches of ``settings.batch_size``
+    (``progress`` is told how many were cached)."""
+    todo = [(i, inst) for i, inst in enumerate(instances) if inst.question_id not in cache.entries]
+    if progress:
+        progress(len(instances) - len(todo))
+    size = settings.batch_size
+    return [todo[start : start + size] for start in range(0, len(todo), size)]
+
+
+def sample_all_ray(
+    open_model: Callable[[], EQARewardModel],
+    instances: Sequence[EQAInstance],
+    settings: EvalSettings,
+    cache: SampleCache,
+    engine: EngineOptions,
+    progress: Callable[[int], None] | None = None,
+    method: str = "score",
+) -> tuple[dict[str, Judgement], list[dict[str, str]]]:
+    """:func:`sample_all`'s judgements and failures, the batches scored in Ray actors.
+
+    ``open_model`` (picklable) opens the reward model in each actor. Same batches, seeds and
+    ``method`` as :func:`sample_all`; each judgement is added to the cache here as its batch
+    comes back.
+    """
+    failures: list[dict[str, str]] = []
+
+    def on_result(batch, result) -> None:
+        judgements, batch_failures = result
+        for judgement in judgements:
+            if judgement.question_id not in cache.entries:
+                cache.add(judgement)
+        failures.extend(batch_failures)
+        if progress:
+            progress(len(batch))
+
+    batches = pending_batches(instances, settings, cache, progress)
+    scorer = functools.partial(BatchScorer, open_model, settings, method)
+    map_shards(batches, scorer, on_result, engine)
+    return cache.entries, failures
+
+
+class BatchScorer:
+    """Scores batches with a model it opens once (one per Ray actor)."""
+
+    def __init__(
+        self, open_model: Callable[[], EQARewardModel], settings: EvalSettings, method: str
+    ) -> None:
+        self.model = open_model()
+        self.settings, self.method = settings, method
+
+    def __call__(self, batch: list[tuple[int, EQAInstance]]):
+        failures: list[dict[str, str]] = []
+        judged = _score_batch(self.model, batch, self.settings, failures, self.method)
+        return judged, failures
+
+
+def sample_all_multi(
+    model: EQARewardModel,
+    instances: Sequence[EQAInstance],
+    settings: EvalSettings,
+    cache: SampleCache,
+    progress: Callable[[int], None] | None = None,
+    *,
+    shuffle: bool = True,
+) -> tuple[dict[str, Judgement], list[dict[str, str]]]:
+    """:func:`sample_all` for the multi-response protocol: the responses to one question
+    (same :func:`base_question_id`) are scored together, Kmax votes per group.
+
+    A group is resampled unless all its responses are cached; ``progress`` counts instances.
+    """
+    groups: dict[str, list[EQAInstance]] = {}
+    for inst in instances:
+        groups.setdefault(base_question_id(inst.question_id), []).append(inst)
+    todo = [
+        (i, group)
+        for i, group in enumerate(groups.values())
+        if any(inst.question_id not in cache.entries for inst in group)
+    ]
+    if progress:
+        progress(len(instances) - sum(len(group) for _, group in todo))
+
+    def score(batch):
+        seed = settings.seed + batch[0][0]
+        groups = [group for _, group in batch]
+        judged = model.score_multi(groups, seed=seed, shuffle=shuffle, **_sampling(settings))
+        return [j for group in judged for j in group]
+
+    failures: list[dict[str, str]] = []
+    for start in range(0, len(todo), settings.batch_size):
+        batch = todo[start : start + settings.batch_size]
+        for judgement in _score_items(score, batch, failures, lambda item: item[1]):
+            cache.add(judgement)
+        if progress:
+            progress(sum(len(group) for _, group in batch))
+    return cache.entries, failures
+
+
+def _sampling(settings: EvalSettings) -> dict[str, Any]:
+    return dict(
+        k=max(settings.ks),
         temperature=settings.temperature,
         top_p=settings.top_p,
         max_new_tokens=settings.max_new_tokens,
     )
+
+
+def _score_batch(model, batch, settings, failures, method="score") -> list[Judgement]:
+    """Score a batch of ``(index, instance)`` with ``model.<method>``, seeded by the first
+    index; if it fails, its instances one by one, recording those that fail."""
+
+    def score(items):
+        judge = getattr(model, method)
+        seed = settings.seed + items[0][0]
+        return judge([inst for _, inst in items], seed=seed, **_sampling(settings))
+
+    return _score_items(score, batch, failures, lambda item: [item[1]])
+
+
+def _score_items(score, batch, failures, members) -> list[Judgement]:
+    """``score(batch)``; if it fails, score its items one by one and record those that fail.
+
+    ``members(item)``: the instances of an item (named in the failures).
+    """
     out: list[Judgement] = []
     try:
-        return model.score([inst for _, inst in batch], seed=settings.seed + batch[0][0], **kwargs)
+        return score(batch)
     except Exception:  # one bad item must not cost the batch: retry them one by one
         if len(batch) > 1:
-            for index, inst in batch:
-                out += _score_batch(model, [(index, inst)], settings, kmax, failures)
+            for item in batch:
+                out += _score_items(score, [item], failures, members)
             return out
-        (index, inst), err = batch[0], sys.exc_info()[1]
-    failures.append({"question_id": inst.question_id, "error": f"{type(err).__name__}: {err}"})
+        err = sys.exc_info()[1]
+    for inst in members(batch[0]):
+        failures.append({"question_id": inst.question_id, "error": f"{type(err).__name__}: {err}"})
     return out

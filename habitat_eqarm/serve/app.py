@@ -4,11 +4,14 @@ Endpoints (all but ``/health`` need the bearer token when the server has one):
 
 - ``POST /v1/chat/completions``: OpenAI chat completions with data-URL images; ``n``,
   ``temperature``, ``top_p``, ``max_tokens``, ``seed``, ``min_tokens``. No streaming.
-- ``POST /v1/score``: EQA instances in, :class:`Judgement` dicts out.
+- ``POST /v1/score``: EQA instances in, :class:`Judgement` dicts (with their K-vote spread)
+  out; ``POST /v1/openrlhf``: OpenRLHF's remote reward-model format (both in
+  :mod:`habitat_eqarm.serve.scoring`).
 - ``GET /health``, ``GET /v1/models``, ``GET /v1/stats`` (HTTP counts by route and status,
   batch sizes, faults injected); ``POST /admin/faults`` when fault injection is enabled.
 
-Both work endpoints go through one :class:`DynamicBatcher`. Errors have OpenAI's shape,
+The work endpoints go through one :class:`DynamicBatcher` per backend replica
+(``--replicas N``: requests are dealt to the replicas in turn). Errors have OpenAI's shape,
 ``{"error": {"message", "type", "code"}}``, and never echo the request body (it holds images).
 """
 
@@ -17,7 +20,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import itertools
 import logging
+import socket
 import threading
 import time
 import uuid
@@ -27,30 +32,33 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from habitat_eqarm.data.episode import EpisodeMemory
-from habitat_eqarm.data.schema import EQAInstance
+from habitat_eqarm.data.episode_ref import EpisodeStore
 from habitat_eqarm.rewards.backends.base import (
     GenerationRequest,
     GenerationResult,
-    RewardBackend,
     SamplingParams,
 )
 from habitat_eqarm.rewards.backends.chat_format import decode_image_url, from_openai_messages
 from habitat_eqarm.rewards.model import EQARewardModel
-from habitat_eqarm.rewards.parsing import aggregate_scores
 from habitat_eqarm.serve.batcher import BatcherClosed, DynamicBatcher
 from habitat_eqarm.serve.faults import FaultPlan
-from habitat_eqarm.serve.schemas import ChatCompletionRequest, FaultsRequest, ScoreRequest
+from habitat_eqarm.serve.memo import ScoreMemo
+from habitat_eqarm.serve.schemas import (
+    ChatCompletionRequest,
+    FaultsRequest,
+    OpenRLHFRequest,
+    ScoreRequest,
+)
+from habitat_eqarm.serve.scoring import score_instances, score_openrlhf
 
 logger = logging.getLogger(__name__)
 
-WORK_ROUTES = ("/v1/chat/completions", "/v1/score")
+WORK_ROUTES = ("/v1/chat/completions", "/v1/score", "/v1/openrlhf")
 KNOWN_ROUTES = (*WORK_ROUTES, "/health", "/v1/models", "/v1/stats", "/admin/faults")
 
 
@@ -73,6 +81,21 @@ class ServerSettings:
     max_n: int = 64
     max_instances: int = 64
     close_model: bool = True
+    episode_store: str | None = None
+    memo_size: int = 4096
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket (``port`` 0 picks a free one)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Accepted connections inherit this: small JSON answers leave at once instead of waiting
+    # for the client's delayed ACK (Nagle), which cost ~40 ms per keep-alive request.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.bind((host, port))
+    sock.listen(2048)  # connections queue until the app is up, instead of being refused
+    return sock
 
 
 class HttpCounters:
@@ -139,23 +162,57 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
 
 
 class ServerState:
-    """What the routes share: the model, its batcher, the fault plan, the counters."""
+    """What the routes share: the models and their batchers, the memo, the fault plan, the
+    counters. ``models`` are replicas of one reward model (same prompt and keyframe choice)."""
 
-    def __init__(self, model: EQARewardModel, settings: ServerSettings) -> None:
-        self.model = model
+    def __init__(self, models: Sequence[EQARewardModel], settings: ServerSettings) -> None:
+        if not models:
+            raise ValueError("a server needs at least one model")
+        self.models = list(models)
+        self.model = self.models[0]
         self.settings = settings
-        self.batcher = DynamicBatcher(
-            model.backend, max_batch=settings.max_batch, max_wait_ms=settings.max_wait_ms
-        )
+        wait_ms = settings.max_wait_ms
+        self.batchers = [
+            DynamicBatcher(m.backend, max_batch=settings.max_batch, max_wait_ms=wait_ms)
+            for m in self.models
+        ]
+        self._turn = itertools.count()
         self.faults = FaultPlan.parse(settings.faults)
         self.http = HttpCounters()
+        self.memo = ScoreMemo(settings.memo_size)
+        self.store = EpisodeStore(settings.episode_store) if settings.episode_store else None
         self.data_roots = [Path(root).resolve() for root in settings.data_roots]
         self.started = time.time()
 
+    @property
+    def closing(self) -> bool:
+        """True once the server began shutting down."""
+        return any(b.closing for b in self.batchers)
+
+    @property
+    def queued(self) -> int:
+        """Requests waiting for a batch, over all replicas."""
+        return sum(b.queued for b in self.batchers)
+
+    def batching_stats(self) -> dict[str, Any]:
+        """Batch counters summed over the replicas, and each replica's own."""
+        per_replica = [b.stats.to_dict() for b in self.batchers]
+        total: dict[str, Any] = {}
+        for key in ("running", "batches", "calls", "requests", "failed_requests", "generate_s"):
+            total[key] = sum(r[key] for r in per_replica)
+        sizes: Counter[str] = Counter()
+        for r in per_replica:
+            sizes.update(r["sizes"])
+        total["sizes"] = dict(sorted(sizes.items(), key=lambda kv: int(kv[0])))
+        total["max_size"] = max(r["max_size"] for r in per_replica)
+        total["mean_size"] = total["requests"] / total["calls"] if total["calls"] else 0.0
+        return {**total, "replicas": per_replica}
+
     async def generate(self, request: GenerationRequest, params: SamplingParams):
         """One request through the batcher; server-side failures become HTTP errors."""
+        batcher = self.batchers[next(self._turn) % len(self.batchers)]
         try:
-            return await self.batcher.submit(request, params)
+            return await batcher.submit(request, params)
         except BatcherClosed as err:
             raise HTTPException(503, str(err)) from None
         except Exception as err:
@@ -168,7 +225,7 @@ class ServerState:
             raise HTTPException(
                 400,
                 f"{where}: no frames given, and this server reads no episode paths "
-                "(start it with --data_root DIR)",
+                "(start it with --data_root DIR, or --episode_store DIR for episode ids)",
             )
         resolved = Path(path).resolve()
         if not any(resolved.is_relative_to(root) for root in self.data_roots):
@@ -176,37 +233,24 @@ class ServerState:
         return resolved
 
 
-class BatchedBackend(RewardBackend):
-    """The served backend as a worker thread sees it: every request goes through the server's
-    batcher on the event loop ``loop`` (so scoring shares batches with chat completions), and
-    its failures arrive as the HTTP errors of :meth:`ServerState.generate`."""
-
-    def __init__(self, state: ServerState, loop: asyncio.AbstractEventLoop) -> None:
-        self.state, self.loop = state, loop
-        self.model_id = state.settings.served_model_name
-
-    def sample(
-        self, requests: Sequence[GenerationRequest], params: SamplingParams
-    ) -> list[GenerationResult]:
-        """Submit every request at once, then wait for all of them."""
-        futures = [
-            asyncio.run_coroutine_threadsafe(self.state.generate(r, params), self.loop)
-            for r in requests
-        ]
-        return [future.result() for future in futures]
-
-
-def create_app(model: EQARewardModel, settings: ServerSettings) -> FastAPI:
-    """The app serving ``model``; the batcher starts and stops with the app's lifespan."""
-    state = ServerState(model, settings)
+def create_app(
+    model: EQARewardModel | Sequence[EQARewardModel], settings: ServerSettings
+) -> FastAPI:
+    """The app serving ``model`` (or replicas of one model); the batchers start and stop with
+    the app's lifespan."""
+    models = [model] if isinstance(model, EQARewardModel) else list(model)
+    state = ServerState(models, settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
-        state.batcher.start()
+        for batcher in state.batchers:
+            batcher.start()
         yield
-        await state.batcher.stop()  # in-flight and queued requests finish first
+        # in-flight and queued requests finish first
+        await asyncio.gather(*(batcher.stop() for batcher in state.batchers))
         if settings.close_model:
-            model.close()
+            for m in models:
+                m.close()
 
     app = FastAPI(
         title="eqarm serve", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
@@ -263,11 +307,12 @@ def _add_routes(app: FastAPI, state: ServerState) -> None:
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        status = "shutting_down" if state.batcher.closing else "ok"
+        status = "shutting_down" if state.closing else "ok"
         return {
             "status": status,
             "model": settings.served_model_name,
-            "queued": state.batcher.queued,
+            "queued": state.queued,
+            "replicas": len(state.batchers),
         }
 
     @app.get("/v1/models", dependencies=[auth])
@@ -280,11 +325,12 @@ def _add_routes(app: FastAPI, state: ServerState) -> None:
         return {
             "http": state.http.to_dict(),
             "batching": {
-                **state.batcher.stats.to_dict(),
+                **state.batching_stats(),
                 "max_batch": settings.max_batch,
                 "max_wait_ms": settings.max_wait_ms,
-                "queued": state.batcher.queued,
+                "queued": state.queued,
             },
+            "memo": state.memo.to_dict(),
             "faults": state.faults.to_dict(),
             "uptime_s": time.time() - state.started,
         }
@@ -298,6 +344,10 @@ def _add_routes(app: FastAPI, state: ServerState) -> None:
     @app.post("/v1/score", dependencies=work)
     async def score(body: ScoreRequest) -> dict[str, Any]:
         return await score_instances(state, body)
+
+    @app.post("/v1/openrlhf", dependencies=work)
+    async def openrlhf(body: OpenRLHFRequest) -> dict[str, Any]:
+        return await score_openrlhf(state, body)
 
     if settings.fault_endpoint or settings.faults:
 
@@ -376,81 +426,3 @@ def chat_response(result: GenerationResult, model: str) -> dict[str, Any]:
         "usage": None,
         "eqarm_timings": result.timings,
     }
-
-
-# -- /v1/score ----------------------------------------------------------------------------------
-
-
-async def score_instances(state: ServerState, body: ScoreRequest) -> dict[str, Any]:
-    """Judge each instance with :meth:`EQARewardModel.score`, its requests through the batcher."""
-    settings = state.settings
-    if len(body.instances) > settings.max_instances:
-        raise HTTPException(
-            400, f"{len(body.instances)} instances is over the limit of {settings.max_instances}"
-        )
-    if body.k > settings.max_n:
-        raise HTTPException(400, f"k={body.k} is over this server's limit of {settings.max_n}")
-    if body.max_new_tokens > settings.max_new_tokens:
-        raise HTTPException(400, f"max_new_tokens is over the limit {settings.max_new_tokens}")
-    try:
-        aggregate_scores([], body.aggregate)  # refused before any frame is read
-        instances = [
-            EQAInstance.from_dict(d, where=f"instances[{i}]") for i, d in enumerate(body.instances)
-        ]
-    except ValueError as err:
-        raise HTTPException(400, str(err)) from None
-    frames = body.frames if body.frames is not None else [None] * len(instances)
-    if len(frames) != len(instances):
-        raise HTTPException(400, f"{len(frames)} frame lists for {len(instances)} instances")
-    memories = await run_in_threadpool(_memories, state, instances, frames)
-    scorer = state.model.with_backend(BatchedBackend(state, asyncio.get_running_loop()))
-    try:
-        judgements = await run_in_threadpool(
-            scorer.score,
-            instances,
-            body.k,
-            body.temperature,
-            body.top_p,
-            body.aggregate,
-            body.seed,
-            max_new_tokens=body.max_new_tokens,
-            memories=memories,
-            min_new_tokens=body.min_new_tokens,
-        )
-    except (ValueError, OSError, IndexError) as err:  # frames that cannot be read or picked
-        raise HTTPException(400, str(err)) from None
-    return {"model": settings.served_model_name, "judgements": [j.to_dict() for j in judgements]}
-
-
-def _memories(
-    state: ServerState, instances: list[EQAInstance], frames: list[list[str] | None]
-) -> list[EpisodeMemory]:
-    """Each instance's episode memory: its inline frames, or its episode, opened once."""
-    opened: dict[Path, EpisodeMemory] = {}
-    memories = []
-    for i, (inst, urls) in enumerate(zip(instances, frames, strict=True)):
-        where = f"instances[{i}] ({inst.question_id!r})"
-        try:
-            if urls is not None:
-                memories.append(_inline_memory(urls, state.settings, where))
-                continue
-            path = state.episode_path(inst.episode_path or "", where)
-            if path not in opened:
-                opened[path] = EpisodeMemory.from_path(path)
-            memories.append(opened[path])
-        except (ValueError, OSError) as err:
-            raise HTTPException(400, f"{where}: {err}") from None
-    return memories
-
-
-def _inline_memory(urls: list[str], settings: ServerSettings, where: str) -> EpisodeMemory:
-    if not urls:
-        raise HTTPException(400, f"{where}: an empty frame list")
-    if len(urls) > settings.max_images:
-        raise HTTPException(
-            400, f"{where}: {len(urls)} frames is over the limit {settings.max_images}"
-        )
-    decoded = [decode_image_url(url, settings.max_image_pixels) for url in urls]
-    if any(f.shape != decoded[0].shape for f in decoded):
-        raise HTTPException(400, f"{where}: frames of different sizes")
-    return EpisodeMemory.from_frames(np.stack(decoded))

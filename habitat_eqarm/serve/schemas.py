@@ -57,13 +57,16 @@ class ScoreRequest(BaseModel):
     """EQA instances to judge, their frames (optional), and the sampling options of ``score``.
 
     ``frames[i]`` is a list of data-URL images (instance i's episode memory; keyframes are
-    chosen from it as usual) or null (the server reads ``episode_path``).
+    chosen from it as usual) or null. ``frames_hash[i]`` names keyframes in the server's
+    episode store by content. Otherwise the server reads ``episode_path`` (under a data root)
+    or looks ``episode_id`` up in its episode store.
     """
 
     model_config = ConfigDict(extra="forbid")
 
     instances: list[dict[str, Any]] = Field(min_length=1)
     frames: list[list[str] | None] | None = None
+    frames_hash: list[str | None] | None = None
     k: int = Field(1, ge=1)
     temperature: float = Field(0.8, ge=0.0, le=2.0)
     top_p: float = Field(0.9, gt=0.0, le=1.0)
@@ -71,6 +74,20 @@ class ScoreRequest(BaseModel):
     seed: int | None = None
     max_new_tokens: int = Field(512, ge=1)
     min_new_tokens: int = Field(0, ge=0)
+
+
+class OpenRLHFRequest(BaseModel):
+    """OpenRLHF's remote reward-model body (``--reward.remote_url``): one entry per sample.
+
+    ``query`` is prompt + response as the policy saw it; ``prompts`` the prompts alone;
+    ``labels`` the dataset's label column. Other keys OpenRLHF may add are ignored.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    query: list[str] = Field(min_length=1)
+    prompts: list[str] | None = None
+    labels: list[Any] | None = None
 
 
 class FaultsRequest(BaseModel):

@@ -130,3 +130,44 @@ def late_accuracy(log_history: list[dict[str, Any]]) -> float:
         raise ValueError(f"need at least 2 logged steps with an accuracy reward, got {len(values)}")
     late = values[len(values) // 2 :]
     return sum(late) / len(late)
+
+
+# The value-head toy: the head (backbone frozen) learns to rank the toy preference set's three
+# answers per question; trained on one synthetic episode, measured on the questions of another.
+VALUE_HEAD_TOY = dict(epochs=40, learning_rate=3e-2, num_keyframes=3, max_pixels=20_000)
+
+
+def value_head_config(out: str | Path, model: str | Path, data: Path, eval_data: Path, **kw):
+    """The toy value-head run's ``ValueHeadConfig``; ``kw`` overrides (``seed``, ``loss``,
+    ``learning_rate=0`` for the control)."""
+    from habitat_eqarm.training.value_head_config import ValueHeadConfig
+
+    fields = dict(
+        output_dir=str(out),
+        model_name_or_path=str(model),
+        data=str(data),
+        eval_data=str(eval_data),
+        device="cpu",
+        dtype="float32",
+        seed=0,
+        **VALUE_HEAD_TOY,
+    )
+    return ValueHeadConfig(**{**fields, **kw})
+
+
+def value_head_effect(folder: str | Path, model: str | Path, seed: int, **kw: Any) -> dict:
+    """Held-out pairwise accuracy of the toy value head trained with ``seed`` and of its lr-0
+    control (same zero head, same order of steps; it ties every pair, which counts as a miss);
+    ``effect`` = trained - control."""
+    from habitat_eqarm.testing.toy import make_toy_preference_set
+    from habitat_eqarm.training.value_head import train_value_head
+
+    folder = Path(folder)
+    train = make_toy_preference_set(folder / "train", episode_seed=0)
+    held_out = make_toy_preference_set(folder / "held_out", episode_seed=1)
+    out = {}
+    for name, lr in (("trained", VALUE_HEAD_TOY["learning_rate"]), ("control", 0.0)):
+        cfg = value_head_config(folder / name, model, train, held_out, seed=seed, **kw)
+        cfg.learning_rate = lr
+        out[name] = train_value_head(cfg)["eval_pairwise"]["accuracy"]
+    return {**out, "effect": out["trained"] - out["control"]}

@@ -2,7 +2,8 @@
 
 The server binds a free port and reports it through ``--port_file``; :func:`start_server`
 returns once ``/health`` answers. Everything the server prints goes to ``log_path``, so tests
-can check what it logged.
+can check what it logged. :func:`app_server` serves an app built in this process (e.g. over
+a scripted backend) on loopback HTTP the same way, in a thread.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -31,6 +33,7 @@ class ServerProcess:
     base_url: str
     log_path: Path
     token: str | None = None
+    episode_store: Path | None = None  # where the test put the episodes it serves by reference
 
     @property
     def headers(self) -> dict[str, str]:
@@ -152,3 +155,30 @@ def _wait_for_health(server: ServerProcess, timeout: float) -> None:
     raise TimeoutError(
         f"eqarm serve was not healthy within {timeout:.0f}s (log: {server.log_path})"
     )
+
+
+@contextlib.contextmanager
+def app_server(app: Any, timeout: float = 30.0) -> Iterator[str]:
+    """Serve the ASGI ``app`` with uvicorn on a free loopback port in a thread; yields its
+    base URL (up to ``/v1``) once ``/health`` answers, and shuts it down on exit."""
+    import uvicorn
+
+    from habitat_eqarm.serve.app import bind
+
+    sock = bind("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while not server.started:
+            if time.monotonic() > deadline or not thread.is_alive():
+                raise TimeoutError(f"the in-process server on port {port} did not start")
+            time.sleep(0.02)
+        yield f"{base}/v1"
+    finally:
+        server.should_exit = True
+        thread.join(timeout)
+        sock.close()

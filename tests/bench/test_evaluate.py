@@ -5,34 +5,10 @@ import pytest
 from habitat_eqarm.bench.evaluate import format_report, score_report
 from habitat_eqarm.bench.report import table_by_source
 from habitat_eqarm.cli.main import main
-from habitat_eqarm.data import EQAInstance, load_openeqa, to_dataset, write_jsonl
+from habitat_eqarm.data import EQAInstance, to_dataset, write_jsonl
 from habitat_eqarm.data.loading import load_instances
 from habitat_eqarm.rewards.model import judgement_from_texts
 from habitat_eqarm.rewards.sample_cache import EvalSettings, SampleCache
-
-
-@pytest.fixture()
-def labelled(openeqa_dir, tmp_path):
-    """The 3 demo questions, each answered right (score 9) and wrong (score 2)."""
-    out = []
-    for inst in load_openeqa(openeqa_dir / "open-eqa-demo-data.json", data_root=openeqa_dir):
-        for n, (answer, score) in enumerate([(inst.gt_answer, 9), ("A red sofa", 2)]):
-            out.append(
-                EQAInstance(
-                    question_id=f"{inst.question_id}#{n}",
-                    question=inst.question,
-                    category=inst.category,
-                    source=inst.source,
-                    episode_id=inst.episode_id,
-                    gt_answer=inst.gt_answer,
-                    predicted_answer=answer,
-                    reasoning_steps=["I walk through the home.", "I answer."],
-                    episode_path=inst.episode_path,
-                    gt_score=score,
-                )
-            )
-    path = write_jsonl(tmp_path / "bench.jsonl", out)
-    return path, out
 
 
 def run_eval(model, data, out, *extra):

@@ -8,7 +8,7 @@ from habitat_eqarm.cli.main import COMMANDS, GROUPS, main, make_parser
 VERBS = {
     "bench": ["export", "generate", "judge", "review", "split"],
     "extract": ["hm3d", "scannet"],
-    "train": ["cgrpo", "rft"],
+    "train": ["cgrpo", "rft", "value-head"],
 }
 
 

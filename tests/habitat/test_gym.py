@@ -67,3 +67,51 @@ def test_episodes_are_recorded_in_openeqa_layout(plugin, demo_overrides, tmp_pat
     assert len(memory) == 5 and not memory.has_depth
     np.testing.assert_array_equal(memory.frames([3])[0], frames[3]["rgb"])
     env.close()
+
+
+def test_vlm_agent_plays_the_habitat_env_under_the_reward_wrapper(env, tiny_model_path):
+    """The same policy API as EMEQAEnv's: navigation kinds until it has watched, then answer;
+    in two-turn mode a scored answer is followed by the revision turn."""
+    from habitat_eqarm.agents import VLMAgent
+    from habitat_eqarm.envs.agents import play_episode
+    from habitat_eqarm.rewards.wrapper import REVISE, EQARMReward
+
+    answer_kind = env.action_names.index("eqarm_answer")
+    wrapped = EQARMReward(env, str(tiny_model_path), seed=0, k=1, max_new_tokens=4, two_turn=True)
+    agent = VLMAgent(
+        str(tiny_model_path),
+        backend_kwargs={"max_pixels": 20_000},
+        watch_frames=3,
+        continue_kind=env.action_names.index("turn_left"),
+        answer_kind=answer_kind,
+        max_new_tokens=8,
+        seed=0,
+    )
+    played = play_episode(wrapped, agent, seed=0)
+    kinds = [a["kind"] for a in played.actions]
+    assert all(env.action_space.contains(a) for a in played.actions)
+    assert kinds[:3] == [1, 1, answer_kind] and played.terminated
+    assert played.info["answer"] == played.actions[2]["answer"]
+    answered = played.actions[2]["answer"] != ""  # the tiny model may write no answer
+    assert kinds[3:] == ([REVISE] if answered else [])
+    assert played.info["eqarm"].get("revised", False) == answered
+    agent.close()
+    wrapped.close()
+
+
+def test_rollouts_of_the_habitat_env_carry_the_dataset_answers(env, tmp_path):
+    from habitat_eqarm.agents.rollouts import RolloutsConfig, run_rollouts
+    from habitat_eqarm.data.episode import EpisodeMemory
+    from habitat_eqarm.data.schema import read_jsonl
+    from habitat_eqarm.envs.agents import ScriptedAgent
+
+    answer_kind = env.action_names.index("eqarm_answer")
+    agent = ScriptedAgent(lambda qid, q: "blue", answer_kind=answer_kind)
+    cfg = RolloutsConfig(out=str(tmp_path / "r.jsonl"), episodes=2)
+    assert run_rollouts(cfg, policy=agent, env=env).done_now == 2
+    answers = {e.question_id: e.answer for e in env.habitat_env.episodes}
+    for inst in read_jsonl(tmp_path / "r.jsonl"):
+        qid = inst.meta["rollout"]["env_question_id"]
+        assert inst.gt_answer == answers[qid] and inst.question_id == f"{qid}#0"
+        assert inst.predicted_answer == "blue" and inst.keyframe_indices == [0]
+        assert len(EpisodeMemory.from_path(inst.episode_path)) == 1  # the reset's frame

@@ -18,6 +18,9 @@ def test_judgement_from_texts_uses_strict_scores_only():
     assert j.critiques[2] is None and j.samples[2].text == "Score: 9"
     assert j.prefix(2).score == 7.0 and j.prefix(2).n_valid == 2  # majority tie -> mean
     assert Judgement.from_dict(j.to_dict()) == j
+    # votes 8, 6, 8: population std sqrt(8/9); eqarm serve's extra keys read back too
+    assert j.spread == pytest.approx((8 / 9) ** 0.5, abs=1e-12)
+    assert Judgement.from_dict({**j.to_dict(), "spread": j.spread, "cached": True}) == j
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from habitat_eqarm.rewards.parsing import aggregate_scores, parse_evaluation
+from habitat_eqarm.rewards.parsing import aggregate_scores, parse_evaluation, score_spread
 
 
 @pytest.mark.parametrize(
@@ -101,3 +101,11 @@ def test_aggregate_scores(scores, method, expected):
 def test_unknown_aggregate():
     with pytest.raises(ValueError, match="unknown aggregate 'vote'"):
         aggregate_scores([1], "vote")
+
+
+def test_spread_is_zero_when_the_votes_agree_and_drops_unparsable_ones():
+    assert score_spread([7, 7, None, 7]) == 0.0
+    assert score_spread([0, 10]) == 5.0  # the widest two votes can disagree
+    # population std of 2, 4, 4, 4, 5, 5, 7, 9 is exactly 2
+    assert score_spread([2, 4, 4, 4, 5, 5, 7, 9, None]) == 2.0
+    assert score_spread([None, None]) is None and score_spread([]) is None

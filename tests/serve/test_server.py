@@ -194,3 +194,25 @@ def test_injected_fault_then_sigterm_lets_open_requests_finish(tiny_model_path, 
     log = server.log()
     assert log.index('"POST /v1/chat/completions HTTP/1.1" 200') > log.index("Shutting down")
     assert "Application shutdown complete" in log
+
+
+def test_replicas_share_the_load_and_memo_size_zero_turns_the_memo_off(
+    tiny_model_path, synthetic_folder, tmp_path
+):
+    _, questions = synthetic_folder
+    root = str(questions[0].episode_path)
+    args = ["--replicas", "2", "--memo_size", "0", "--max_wait_ms", "1", "--data_root", root]
+    server = start_server(tiny_model_path, args, log_path=tmp_path / "log")
+    try:
+        assert server.get("/health")["replicas"] == 2
+        inst = {**questions[0].to_dict(), "predicted_answer": "a sofa"}
+        body = {"instances": [inst], "k": 2, "seed": 3, "max_new_tokens": 4}
+        for _ in range(4):  # seeded repeats: with the memo off, each one is generated
+            r = server.post("score", body)
+            assert r.status_code == 200 and r.json()["judgements"][0]["cached"] is False, r.text
+        stats = server.stats()
+        assert [rep["requests"] for rep in stats["batching"]["replicas"]] == [2, 2]
+        assert stats["memo"] == {"size": 0, "entries": 0, "hits": 0, "misses": 4}
+        assert "replicas 2" in server.log()
+    finally:
+        server.stop()

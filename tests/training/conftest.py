@@ -14,6 +14,20 @@ import pytest
 from habitat_eqarm.testing.learning import RFT_STEPS, rft_config, rft_fields
 from habitat_eqarm.testing.toy import make_toy_rft_set
 
+#: The shared RFT run (200 steps) is set up inside whichever test first asks for it, so that
+#: test's timeout has to cover the run as well: about 2-3 min alone on 2 cores, and up to 3x
+#: that on a loaded machine. The suite's default (600 s) is for the test's own work.
+RFT_SETUP_TIMEOUT = 1200
+
+
+def pytest_collection_modifyitems(items):
+    """Tests that use ``rft_run`` get the suite timeout plus the RFT run's own budget."""
+    for item in items:
+        if "rft_run" in getattr(item, "fixturenames", ()):
+            marker = item.get_closest_marker("timeout")
+            own = marker.args[0] if marker and marker.args else 600
+            item.add_marker(pytest.mark.timeout(own + RFT_SETUP_TIMEOUT), append=False)
+
 
 @pytest.fixture(scope="session")
 def toy_set(tmp_path_factory) -> tuple[Path, Path]:

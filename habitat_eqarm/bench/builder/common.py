@@ -1,8 +1,10 @@
-"""What the builder stages share: backends from config, run reports, the resumable run loop."""
+"""What the builder stages share: backends from config, run reports, the resumable run loop
+(in this process, or its chunks in Ray actors with ``--engine ray``)."""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import zlib
@@ -24,6 +26,7 @@ from habitat_eqarm.rewards.backends.base import (
     SamplingParams,
     load_backend,
 )
+from habitat_eqarm.rewards.ray_engine import map_shards
 
 
 def backend_kwargs(value: str | dict[str, Any] | None, option: str = "backend_kwargs") -> dict:
@@ -214,15 +217,74 @@ def run_stage(
         report.already_done = sum(i in journal for i in ids)
         bar.update(report.already_done)
         todo = [item for item in items if any(i not in journal for i in outputs(item))]
-        if todo:
+        chunks = [list(todo[s : s + cfg.batch_size]) for s in range(0, len(todo), cfg.batch_size)]
+        if chunks and getattr(cfg, "engine", "local") == "ray":
+            _run_on_ray(cfg, journal, report, chunks, outputs, run_class, bar.update)
+        elif chunks:
             backend = open_backend(cfg.backend, cfg.model, cfg.backend_kwargs)
             try:
                 run = run_class(cfg, journal, report, backend, bar.update)
-                for start in range(0, len(todo), cfg.batch_size):
-                    run.chunk(list(todo[start : start + cfg.batch_size]))
+                for chunk in chunks:
+                    run.chunk(chunk)
             finally:
                 backend.close()
         return [journal.entries[i] for i in ids if i in journal]
+
+
+def _run_on_ray(cfg, journal, report, chunks, outputs, run_class, advance) -> None:
+    """The chunks in Ray actors (:mod:`~habitat_eqarm.rewards.ray_engine`), each with the
+    records of its items already finished; their new records are journalled here, once."""
+
+    def done_of(chunk: list) -> dict[str, dict[str, Any]]:
+        ids = [i for item in chunk for i in outputs(item)]
+        return {i: journal.entries[i] for i in ids if i in journal}
+
+    def on_result(_, result: tuple[list[dict[str, Any]], list[dict[str, str]]]) -> None:
+        records, skipped = result
+        for record in records:
+            if record[journal.key] not in journal:
+                journal.add(record)
+                report.done_now += 1
+                advance(1)
+        report.skipped.extend(skipped)
+
+    shards = [(chunk, done_of(chunk)) for chunk in chunks]
+    map_shards(shards, functools.partial(_ChunkWorker, cfg, run_class), on_result, cfg)
+
+
+class _ShardJournal:
+    """What a chunk sees of the journal in a Ray actor: its items' finished records, and the
+    records it adds (sent back to the driver, which writes them)."""
+
+    key = "question_id"
+
+    def __init__(self, entries: dict[str, dict[str, Any]]) -> None:
+        self.entries = dict(entries)
+        self.added: list[dict[str, Any]] = []
+
+    def __contains__(self, ident: object) -> bool:
+        return ident in self.entries
+
+    def add(self, record: dict[str, Any]) -> None:
+        """Keep a finished record for the driver."""
+        self.entries[record[self.key]] = record
+        self.added.append(record)
+
+
+class _ChunkWorker:
+    """Runs chunks of a stage with a backend it opens once (one per Ray actor)."""
+
+    def __init__(self, cfg: Any, run_class: type[StageRun]) -> None:
+        self.cfg, self.run_class = cfg, run_class
+        self.backend = open_backend(cfg.backend, cfg.model, cfg.backend_kwargs)
+        self.memories = MemoryCache()
+
+    def __call__(self, shard: tuple[list, dict[str, dict[str, Any]]]):
+        chunk, done = shard
+        journal, report = _ShardJournal(done), StageReport("chunk")
+        run = self.run_class(self.cfg, journal, report, self.backend, lambda _: None, self.memories)
+        run.chunk(chunk)
+        return journal.added, report.skipped
 
 
 @dataclass

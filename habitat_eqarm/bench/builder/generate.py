@@ -34,6 +34,7 @@ from habitat_eqarm.data.schema import SOURCES, EQAInstance, response_id
 from habitat_eqarm.rewards.backends.base import GenerationRequest
 from habitat_eqarm.rewards.parsing import ParsedResponse, parse_response
 from habitat_eqarm.rewards.prompts import GENERATOR_PROMPT, build_messages
+from habitat_eqarm.rewards.ray_engine import EngineOptions, check_engine
 from habitat_eqarm.rewards.textmatch import answers_match
 
 __all__ = ["GenerateConfig", "ParsedResponse", "parse_response", "run_generate"]
@@ -42,7 +43,7 @@ WRONG_ANSWER_POLICIES = ("adaptive", "alternate", "none")
 
 
 @dataclass
-class GenerateConfig:
+class GenerateConfig(EngineOptions):
     """Options of `eqarm bench generate`."""
 
     model: str = field(metadata={"help": "generator: local path, hub id or API model name"})
@@ -138,6 +139,7 @@ def select_questions(cfg: GenerateConfig, report: StageReport) -> list[EQAInstan
 
 def check_config(cfg: GenerateConfig) -> None:
     """Refuse bad options before any work."""
+    check_engine(cfg)
     if cfg.n_responses < 1 or cfg.max_attempts < 1 or cfg.batch_size < 1:
         raise ValueError("--n_responses, --max_attempts and --batch_size must be at least 1")
     if cfg.frames_as not in ("images", "video"):

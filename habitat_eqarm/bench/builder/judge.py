@@ -40,6 +40,7 @@ from habitat_eqarm.rewards.backends.base import GenerationRequest, GenerationRes
 from habitat_eqarm.rewards.model import EQARewardModel, Judgement, judgement_from_texts
 from habitat_eqarm.rewards.parsing import aggregate_scores
 from habitat_eqarm.rewards.prompts import JUDGE_PROMPT, Prompt
+from habitat_eqarm.rewards.ray_engine import EngineOptions, check_engine
 from habitat_eqarm.rewards.textmatch import critique_leak
 
 MODES = ("score", "llm_match", "both")
@@ -67,7 +68,7 @@ LLM_MATCH_PROMPT = Prompt(
 
 
 @dataclass
-class JudgeConfig:
+class JudgeConfig(EngineOptions):
     """Options of `eqarm bench judge`."""
 
     model: str = field(metadata={"help": "judge: local path, hub id or API model name"})
@@ -129,6 +130,7 @@ def chosen_critique(judgement: Judgement) -> str | None:
 
 def check_config(cfg: JudgeConfig) -> None:
     """Refuse bad options before any work."""
+    check_engine(cfg)
     if cfg.mode not in MODES:
         raise ValueError(f"--mode must be one of {', '.join(MODES)}, got {cfg.mode!r}")
     if cfg.k < 1 or cfg.max_attempts < 1 or cfg.batch_size < 1:

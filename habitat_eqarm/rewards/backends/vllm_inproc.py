@@ -6,8 +6,16 @@ vLLM's Qwen2-VL processing sees what the ``hf`` backend's would. K samples are v
 (greedy decoding asks for one, which :meth:`RewardBackend.generate` repeats). Each request
 gets ``seed`` itself, so seeded samples do not depend on what else is in the batch.
 
-Not exercised in our CI (no GPU there): :func:`vllm_inputs` and :func:`vllm_sampling_kwargs`,
-the conversions, are tested without vLLM; the engine itself is not.
+Prefix sharing is vLLM's own, like the ``hf`` backend's shared prefill: with ``n=K`` the K
+samples of a request share one prefill of its prompt (frames included), and automatic prefix
+caching (``enable_prefix_caching``, on by default here) reuses the KV blocks of a prompt
+prefix across requests too: the system prompt and, for the many answers scored about one
+episode, its vision tokens.
+
+Not exercised in our CI (no GPU there): :func:`vllm_inputs`, :func:`vllm_sampling_kwargs` and
+:func:`vllm_engine_kwargs`, the conversions, are tested without vLLM; the engine is tested by
+``tests/rewards/backends/test_vllm_inproc.py``'s equivalence tests, which skip without a
+CUDA GPU and vLLM.
 """
 
 from __future__ import annotations
@@ -82,13 +90,24 @@ def mm_processor_kwargs(max_pixels: int) -> dict[str, Any]:
     return {"size": pixel_size(max_pixels)}
 
 
+def vllm_engine_kwargs(max_pixels: int, max_images: int, **llm_kwargs: Any) -> dict[str, Any]:
+    """Keyword arguments of ``vllm.LLM`` besides the model: frame limits, prefix caching on
+    (unless ``llm_kwargs`` says otherwise), and whatever else the caller passes."""
+    return {
+        "limit_mm_per_prompt": {"image": max_images, "video": 1},
+        "mm_processor_kwargs": mm_processor_kwargs(max_pixels),
+        "enable_prefix_caching": True,
+        **llm_kwargs,
+    }
+
+
 @register_backend("vllm")
 class VLLMBackend(RewardBackend):
     """Generate with ``vllm.LLM``; ``max_pixels`` caps each frame like the ``hf`` backend.
 
     ``max_images`` bounds images per prompt (vLLM reserves memory for them). Other keyword
     arguments go to ``vllm.LLM`` (``tensor_parallel_size``, ``gpu_memory_utilization``,
-    ``max_model_len``, ``dtype``, ...).
+    ``max_model_len``, ``dtype``, ``enable_prefix_caching=False`` to compare, ...).
     """
 
     name = "vllm"
@@ -108,10 +127,7 @@ class VLLMBackend(RewardBackend):
         self.model_id = str(model)
         self.processor = AutoProcessor.from_pretrained(self.model_id)
         self.llm = vllm.LLM(
-            model=self.model_id,
-            limit_mm_per_prompt={"image": max_images, "video": 1},
-            mm_processor_kwargs=mm_processor_kwargs(max_pixels),
-            **llm_kwargs,
+            model=self.model_id, **vllm_engine_kwargs(max_pixels, max_images, **llm_kwargs)
         )
         self._sampling_params = vllm.SamplingParams
 

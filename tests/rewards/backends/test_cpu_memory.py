@@ -32,8 +32,12 @@ print(json.dumps({"default": default, "retained": faults(), "done": done,
     platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc only"
 )
 def test_large_allocations_reuse_the_heap():
+    # The page counts have a wide margin (quiet runs: 97,690 faults by default against 97,656
+    # pages, 0 retained), so what can fail on a loaded machine is the child's time: it imports
+    # torch. It failed once on a 2-core machine shared with 8 other jobs under a 120 s limit;
+    # the limit is now the suite's own (600 s) less a margin.
     out = subprocess.run(
-        [sys.executable, "-c", SCRIPT], capture_output=True, text=True, check=True, timeout=120
+        [sys.executable, "-c", SCRIPT], capture_output=True, text=True, check=True, timeout=480
     )
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert got["done"] and got["again"]
