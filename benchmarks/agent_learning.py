@@ -11,7 +11,7 @@ the same order; the effect is the mean over the second half of the steps, GRPO m
 of the EQA-RM reward and of the GT accuracy. Writes the curves to ``--png``; prints a Markdown
 table, then one JSON object as the last line.
 
-Usage: python benchmarks/agent_learning.py [--seeds 0,1,2] [--steps 60] [--png docs/...png]
+Usage: python benchmarks/agent_learning.py [--seeds 0,1,2] [--steps 120] [--png docs/...png]
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def plot(runs: dict[int, dict[str, list[dict]]], path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0,1,2", help="GRPO seeds, comma-separated")
-    parser.add_argument("--steps", type=int, default=60, help="GRPO steps per run")
+    parser.add_argument("--steps", type=int, default=120, help="GRPO steps per run")
     parser.add_argument("--png", default="docs/agent_grpo_learning.png", help="curves PNG")
     parser.add_argument("--lr", type=float, default=5e-4, help="GRPO learning rate")
     parser.add_argument("--format_steps", type=int, default=400, help="SFT steps of the agent")
