@@ -58,8 +58,13 @@ def main() -> None:
     base = make_tiny_model(tmp / "model", seed=0)
     questions = make_toy_questions(tmp / "toy")
     agent = teach_agent_format(tmp / "agent", base, questions, steps=args.format_steps)
+    # fixed-length evaluations: the hf backend's benchmark option, capped by max_new_tokens
     rm = EQARewardModel.from_pretrained(
-        str(base), device=args.device, batch_size=args.completions, **SMALL
+        str(base),
+        device=args.device,
+        batch_size=args.completions,
+        min_new_tokens=args.rm_tokens,
+        **SMALL,
     )
 
     def make(name: str, batch: bool) -> AgentGRPOTrainer:
@@ -85,7 +90,6 @@ def main() -> None:
             train_dataset=dataset,
             processing_class=processor,
         )
-        trainer.rm_reward.settings["min_new_tokens"] = args.rm_tokens  # fixed-length work
         trainer.model.train()
         trainer.current_gradient_accumulation_steps = 1  # Trainer.train() sets it otherwise
         return trainer

@@ -177,7 +177,6 @@ class EQARMAgentReward:
         temperature: float = 0.8,
         top_p: float = 0.9,
         max_new_tokens: int = 512,
-        min_new_tokens: int = 0,
         seed: int = 0,
         batch: bool = True,
     ) -> None:
@@ -189,7 +188,6 @@ class EQARMAgentReward:
             temperature=temperature,
             top_p=top_p,
             max_new_tokens=max_new_tokens,
-            min_new_tokens=min_new_tokens,  # > 0: fixed-length evaluations (benchmarks)
         )
         self.seed = seed
         self.batch = batch

@@ -1,10 +1,10 @@
-"""C-GRPO (spec §4) on TRL's ``GRPOTrainer``: a thin subclass; the maths is in ``rewards.py``.
+"""C-GRPO (docs/method.md §4) on TRL's ``GRPOTrainer``: a thin subclass; maths in ``rewards.py``.
 
 Per prompt, TRL samples G evaluations of the original instance. :class:`CGRPOTrainer` adds, for
 each active contrast, the perturbed prompt (shuffled keyframes, masked keyframes, or the trace's
 steps jumbled; one seeded draw per prompt and step, shared by its G copies) and samples G
 evaluations of it **in the same generation call** as the originals. Only the original-condition
-evaluations enter the loss (**[ours]**, spec §4); the perturbed ones are parsed into scores.
+evaluations enter the loss (**[ours]**, docs/method.md §4); the perturbed ones only give scores.
 
 Rewards are TRL's reward columns, summed with weights before the group normalisation (TRL's
 ``sum_then_normalize``, which with ``scale_rewards="group"`` is Eq. 6):

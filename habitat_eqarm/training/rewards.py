@@ -1,4 +1,4 @@
-"""The reward maths of EQA-RM's training (spec §3-4), as plain functions.
+"""The reward maths of EQA-RM's training (docs/method.md §3-4), as plain functions.
 
 * :func:`rejective_filter`: Eq. 1, which RFT candidates to keep.
 * :func:`accuracy_reward`: Eq. 3, ``max(0, 1 - (|s - s_gt| / 10)^2)``; a malformed output
