@@ -29,10 +29,13 @@ next step exactly as the uninterrupted run would have.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -45,7 +48,12 @@ from habitat_eqarm.rewards.textmatch import answers_match
 from habitat_eqarm.training.agent_grpo_config import AgentGRPOConfig
 from habitat_eqarm.training.cgrpo import CurvesPlot, prompt_tokens
 from habitat_eqarm.training.checkpoints import ResumeWeights
-from habitat_eqarm.training.common import instance_keyframes, prepare_dataset, train_with_resume
+from habitat_eqarm.training.common import (
+    instance_keyframes,
+    one_process_inference,
+    prepare_dataset,
+    train_with_resume,
+)
 from habitat_eqarm.training.rewards import completion_text
 from habitat_eqarm.training.trl_compat import GRPOHooks, log_metric
 
@@ -179,6 +187,7 @@ class EQARMAgentReward:
         max_new_tokens: int = 512,
         seed: int = 0,
         batch: bool = True,
+        alone: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
     ) -> None:
         self.__name__ = "rm_reward"  # TRL names its logged reward column after this
         self.reward_model = reward_model
@@ -191,6 +200,9 @@ class EQARMAgentReward:
         )
         self.seed = seed
         self.batch = batch
+        # each process scores its own completions, as many as parsed there (none, maybe), so
+        # EQA-RM must not generate in lockstep with the other processes (ZeRO-3's synced_gpus)
+        self.alone = alone
         self.seconds = 0.0
         self.calls = 0
 
@@ -241,9 +253,10 @@ class EQARMAgentReward:
         groups = [instances] if self.batch else [[inst] for inst in instances]
         judged = []
         try:
-            for group in groups:
-                judged += self.reward_model.score(group, seed=seed, **self.settings)
-                self.calls += 1
+            with self.alone():
+                for group in groups:
+                    judged += self.reward_model.score(group, seed=seed, **self.settings)
+                    self.calls += 1
         except Exception as err:
             raise RewardModelError(
                 f"agent GRPO step {step}: EQA-RM ({self.reward_model.backend.name} backend, "
@@ -315,8 +328,11 @@ class AgentGRPOTrainer(ResumeWeights, GRPOHooks):
         weights: list[float] = []
         self.rm_reward: EQARMAgentReward | None = None
         if args.rm_weight > 0:
+            if reward_model is None:
+                with one_process_inference(args):  # whole, not partitioned by ZeRO-3
+                    reward_model = load_reward_model(args)
             self.rm_reward = EQARMAgentReward(
-                reward_model or load_reward_model(args),
+                reward_model,
                 k=args.rm_k,
                 aggregate=args.rm_aggregate,
                 temperature=args.rm_temperature,
@@ -324,6 +340,7 @@ class AgentGRPOTrainer(ResumeWeights, GRPOHooks):
                 max_new_tokens=args.rm_max_new_tokens,
                 seed=args.seed,
                 batch=args.rm_batch,
+                alone=functools.partial(one_process_inference, args),
             )
             funcs.append(self.rm_reward)
             weights.append(args.rm_weight)
