@@ -180,7 +180,9 @@ def generated_fields(
     Types are resolved (``X | None`` as ``typing.Optional[X]``, which OmegaConf reads too);
     each field is a fresh copy with the same default and metadata.
     """
-    hints = typing.get_type_hints(ScoringConfig)
+    hints: dict[str, Any] = {}
+    for section in reversed(sections):
+        hints.update(typing.get_type_hints(section))
     out = []
     for f in section_fields(*sections):
         if f.name in exclude:

@@ -1,0 +1,42 @@
+"""`ScoreRequest`'s scoring fields are generated from `ScoringConfig`: they cannot drift."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import pydantic
+import pytest
+
+from habitat_eqarm.rewards.config import ScoringConfig, VoteOptions, field_names
+from habitat_eqarm.serve.schemas import REQUEST_SCORING, ScoreRequest, scoring_request_fields
+
+BODY = {"instances", "frames", "frames_hash"}
+
+
+def test_score_request_fields_are_the_scoring_configs_sections():
+    assert set(ScoreRequest.model_fields) - BODY == set(field_names(*REQUEST_SCORING))
+    request = ScoreRequest(instances=[{}])
+    defaults = ScoringConfig()
+    for name in set(ScoreRequest.model_fields) - BODY:
+        assert getattr(request, name) == getattr(defaults, name), name
+    with pytest.raises(pydantic.ValidationError, match="k"):  # the config's bounds hold
+        ScoreRequest(instances=[{}], k=0)
+    with pytest.raises(pydantic.ValidationError, match="top_p"):
+        ScoreRequest(instances=[{}], top_p=0.0)
+
+
+@dataclass(kw_only=True)
+class NewSection:
+    """A setting someone adds: it must reach the schema with its default and bounds."""
+
+    beams: int = field(default=2, metadata={"help": "beams", "ge": 1})
+
+
+def test_a_new_scoring_field_reaches_the_generated_schema():
+    model = pydantic.create_model("R", **scoring_request_fields(VoteOptions, NewSection))
+    assert set(model.model_fields) == {*field_names(VoteOptions), "beams"}
+    assert model().beams == 2 and model.model_fields["beams"].description == "beams"
+    with pytest.raises(pydantic.ValidationError, match="beams"):
+        model(beams=0)
+    assert {f.name for f in dataclasses.fields(NewSection)} <= set(model.model_fields)
