@@ -18,8 +18,8 @@ reaches every consumer of it:
 ``EQARMVectorReward`` and the reward setup they share take it; ``eqarm serve``'s
 ``ScoreRequest`` and the habitat ``eqarm_reward`` measurement config generate their fields from
 its sections (:func:`section_fields`), and the ``eqarm score`` / ``eqarm eval`` configs and
-``EvalSettings`` inherit them. A field's ``metadata`` may carry pydantic-style bounds
-(``ge``, ``gt``, ``le``) that the server schema enforces, and ``help`` for the command line.
+``EvalSettings`` inherit them. A field's ``metadata`` carries its ``help`` (for the
+command line); :data:`BOUNDS` the limits the server schema enforces.
 """
 
 from __future__ import annotations
@@ -49,17 +49,30 @@ def parse_source(spec: str) -> tuple[str, str]:
     return place, key
 
 
-def _opt(default: Any, help: str, **bounds: float) -> Any:
-    return field(default=default, metadata={"help": help, **bounds})
+def _opt(default: Any, help: str) -> Any:
+    # metadata holds argparse options only: the commands' parsers pass it to add_argument
+    return field(default=default, metadata={"help": help})
+
+
+#: Bounds of the settings that have them (pydantic-style: ``ge``, ``gt``, ``le``), enforced by
+#: the server schema generated from the sections.
+BOUNDS: dict[str, dict[str, float]] = {
+    "temperature": {"ge": 0.0, "le": 2.0},
+    "top_p": {"gt": 0.0, "le": 1.0},
+    "max_new_tokens": {"ge": 1},
+    "k": {"ge": 1},
+    "num_keyframes": {"ge": 1},
+    "max_pixels": {"ge": 1},
+}
 
 
 @dataclass(kw_only=True)
 class SamplingOptions:
     """How each sample is decoded (``temperature == 0``: greedy)."""
 
-    temperature: float = _opt(0.8, "sampling temperature (0: greedy)", ge=0.0, le=2.0)
-    top_p: float = _opt(0.9, "nucleus sampling mass", gt=0.0, le=1.0)
-    max_new_tokens: int = _opt(512, "longest sample, in tokens", ge=1)
+    temperature: float = _opt(0.8, "sampling temperature (0: greedy)")
+    top_p: float = _opt(0.9, "nucleus sampling mass")
+    max_new_tokens: int = _opt(512, "longest sample, in tokens")
     seed: int | None = _opt(None, "sampling seed (None: unseeded)")
 
 
@@ -67,7 +80,7 @@ class SamplingOptions:
 class VoteOptions:
     """How many samples judge one answer and how their scores are combined."""
 
-    k: int = _opt(1, "samples to draw per answer", ge=1)
+    k: int = _opt(1, "samples to draw per answer")
     aggregate: str = _opt("mean", "mean, majority or median of the valid samples' scores")
 
 
@@ -79,9 +92,9 @@ class KeyframeOptions:
     backend (a wrapper given a model path passes it in ``model_kwargs``).
     """
 
-    num_keyframes: int = _opt(5, "keyframes shown to the reward model", ge=1)
+    num_keyframes: int = _opt(5, "keyframes shown to the reward model")
     keyframe_method: str = _opt("uniform", "uniform or diverse")
-    max_pixels: int = _opt(MAX_PIXELS, "pixel cap per frame (backend option)", ge=1)
+    max_pixels: int = _opt(MAX_PIXELS, "pixel cap per frame (backend option)")
 
 
 @dataclass(kw_only=True)

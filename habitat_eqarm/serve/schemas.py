@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from habitat_eqarm.rewards.config import SamplingOptions, VoteOptions, generated_fields
+from habitat_eqarm.rewards.config import BOUNDS, SamplingOptions, VoteOptions, generated_fields
 
 
 class ImageURL(BaseModel):
@@ -54,8 +54,6 @@ class ChatCompletionRequest(BaseModel):
     stream: bool = False
 
 
-#: Bounds of a field's metadata that become pydantic constraints.
-BOUNDS = ("ge", "gt", "le", "lt")
 #: The sections of :class:`~habitat_eqarm.rewards.config.ScoringConfig` a request may set.
 REQUEST_SCORING = (VoteOptions, SamplingOptions)
 
@@ -63,13 +61,9 @@ REQUEST_SCORING = (VoteOptions, SamplingOptions)
 def scoring_request_fields(*sections: type) -> dict[str, Any]:
     """pydantic fields of ScoringConfig's ``sections``: same names, types, defaults and bounds."""
     return {
-        name: (kind, Field(f.default, description=f.metadata.get("help"), **_bounds(f)))
+        name: (kind, Field(f.default, description=f.metadata.get("help"), **BOUNDS.get(name, {})))
         for name, kind, f in generated_fields(*sections)
     }
-
-
-def _bounds(f: Any) -> dict[str, Any]:
-    return {key: f.metadata[key] for key in BOUNDS if key in f.metadata}
 
 
 class _ScoreRequestBody(BaseModel):

@@ -8,6 +8,7 @@ from habitat_eqarm.envs import EMEQAEnv
 from habitat_eqarm.envs.agents import ScriptedAgent
 from habitat_eqarm.rewards.backends.base import SamplingParams
 from habitat_eqarm.rewards.config import (
+    BOUNDS,
     KeyframeOptions,
     SamplingOptions,
     ScoringConfig,
@@ -49,7 +50,7 @@ def test_backend_sampling_and_shaping_come_from_the_config():
 
 def test_sections_partition_the_config():
     names = field_names()
-    assert len(names) == len(set(names))
+    assert len(names) == len(set(names)) and set(BOUNDS) <= set(names)
     assert set(field_names(SamplingOptions, VoteOptions, KeyframeOptions)) < set(names)
     held = ScoringConfig.of({"k": 2, "other": 1})  # a mapping (a Hydra node) or an object
     assert held.k == 2 and held == ScoringConfig.of(held) != ScoringConfig()
