@@ -41,3 +41,14 @@ def test_a_new_scoring_field_reaches_the_generated_schema(monkeypatch):
     with pytest.raises(pydantic.ValidationError, match="beams"):
         model(beams=0)
     assert {f.name for f in dataclasses.fields(NewSection)} <= set(model.model_fields)
+
+
+def test_the_remote_client_sends_every_field_the_schema_takes():
+    from habitat_eqarm.integrations.client import RemoteRM
+
+    client_fields = {f.name for f in dataclasses.fields(RemoteRM)}
+    assert set(field_names(*REQUEST_SCORING)) <= client_fields
+    ScoreRequest(
+        instances=[{}],
+        **{n: getattr(RemoteRM("http://h/v1"), n) for n in field_names(*REQUEST_SCORING)},
+    )
