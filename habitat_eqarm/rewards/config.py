@@ -147,13 +147,14 @@ class ScoringConfig(SourceOptions, ShapingOptions, KeyframeOptions, VoteOptions,
         return dataclasses.replace(base, **options) if base is not None else cls(**options)
 
     @classmethod
-    def of(cls, obj: Any) -> ScoringConfig:
+    def of(cls, obj: Any, *sections: type) -> ScoringConfig:
         """The config held by any object with some of its fields (a CLI config, a Hydra node);
-        fields it lacks keep their defaults."""
+        fields it lacks keep their defaults. ``sections``: read only theirs (default: all)."""
+        names = field_names(*(sections or (cls,)))
         if isinstance(obj, Mapping):
-            values = {name: obj[name] for name in field_names(cls) if name in obj}
+            values = {name: obj[name] for name in names if name in obj}
         else:
-            values = {name: getattr(obj, name) for name in field_names(cls) if hasattr(obj, name)}
+            values = {name: getattr(obj, name) for name in names if hasattr(obj, name)}
         return cls(**values)
 
     def sampling_params(self, k: int | None = None) -> SamplingParams:

@@ -54,6 +54,8 @@ def test_sections_partition_the_config():
     assert set(field_names(SamplingOptions, VoteOptions, KeyframeOptions)) < set(names)
     held = ScoringConfig.of({"k": 2, "other": 1})  # a mapping (a Hydra node) or an object
     assert held.k == 2 and held == ScoringConfig.of(held) != ScoringConfig()
+    only_votes = ScoringConfig.of({"k": 3, "num_keyframes": 2}, VoteOptions)
+    assert (only_votes.k, only_votes.num_keyframes) == (3, 5)
 
 
 def test_wrapper_from_a_config_is_the_wrapper_from_its_keyword_arguments(tiny_model_path):
