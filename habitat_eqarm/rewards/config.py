@@ -158,10 +158,10 @@ class ScoringConfig(SourceOptions, ShapingOptions, KeyframeOptions, VoteOptions,
         return cls(**values)
 
     def sampling_params(self, k: int | None = None) -> SamplingParams:
-        """What a backend samples with (``k``: per request, default :attr:`k`)."""
-        return SamplingParams(
-            self.k if k is None else k, self.temperature, self.top_p, self.max_new_tokens, self.seed
-        )
+        """What a backend samples with (``k``: per request, default :attr:`k`): the fields of
+        :class:`SamplingParams`, each read from the config field of the same name."""
+        params = {f.name: getattr(self, f.name) for f in fields(SamplingParams)}
+        return SamplingParams(**{**params, "k": self.k if k is None else k})
 
     def sources(self) -> dict[str, str]:
         """``{"question": ..., "answer": ..., "reasoning": ..., "question_id": ...}``."""

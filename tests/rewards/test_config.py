@@ -1,6 +1,7 @@
 """`ScoringConfig`: one declaration of every scoring setting, and what is built from it."""
 
 import dataclasses
+import typing
 
 import pytest
 
@@ -14,6 +15,7 @@ from habitat_eqarm.rewards.config import (
     ScoringConfig,
     VoteOptions,
     field_names,
+    generated_fields,
 )
 from habitat_eqarm.rewards.episode_scoring import RewardShaping
 from habitat_eqarm.rewards.model import EQARewardModel
@@ -76,3 +78,20 @@ def test_wrapper_from_a_config_is_the_wrapper_from_its_keyword_arguments(tiny_mo
             specs.append({k: v for k, v in env._saved_kwargs.items() if k != "reward_model"})
     assert rewards[0] == rewards[1] and specs[0] == specs[1]
     assert specs[0]["reward_scale"] == 2.0 and "config" not in specs[0]
+
+
+@dataclasses.dataclass(kw_only=True)
+class NewSection:
+    """A setting someone adds to a section."""
+
+    beams: int | None = dataclasses.field(default=2, metadata={"help": "beams"})
+
+
+def test_generated_configs_carry_a_new_field_with_its_default_and_help():
+    made = dataclasses.make_dataclass(
+        "Made", generated_fields(VoteOptions, NewSection, exclude=("aggregate",))
+    )
+    assert [f.name for f in dataclasses.fields(made)] == ["k", "beams"]
+    beams = dataclasses.fields(made)[1]
+    assert made().beams == 2 and beams.metadata["help"] == "beams"
+    assert beams.type == typing.Optional[int]  # noqa: UP045 - the form OmegaConf reads
