@@ -34,7 +34,6 @@ from habitat_eqarm.bench.builder.common import (
     error_text,
     no_progress,
 )
-from habitat_eqarm.bench.builder.textmatch import answers_match
 from habitat_eqarm.data.recorder import EpisodeMemoryRecorder
 from habitat_eqarm.data.schema import EQAInstance, response_id, write_jsonl
 from habitat_eqarm.envs import EMEQA_ID
@@ -47,6 +46,7 @@ from habitat_eqarm.rewards.episode_scoring import (
     frames_in,
     lookup,
 )
+from habitat_eqarm.rewards.textmatch import answers_match
 
 POLICIES = ("scripted", "vlm")
 

@@ -21,6 +21,7 @@ from habitat_eqarm.data.openeqa import DATA_ENV
 from habitat_eqarm.data.schema import response_id
 from habitat_eqarm.data.synthetic import make_synthetic_episode
 from habitat_eqarm.data.visualize import contact_sheet, save_image
+from habitat_eqarm.rewards.config import SamplingOptions, ScoringConfig, VoteOptions
 
 DEMO_QUESTIONS = "open-eqa-demo-data.json"
 GET_OPENEQA = (
@@ -32,8 +33,9 @@ GET_OPENEQA = (
 
 
 @dataclass
-class DemoConfig:
-    """Options of `eqarm demo`."""
+class DemoConfig(VoteOptions, SamplingOptions):
+    """Options of `eqarm demo`, with ``ScoringConfig``'s vote and sampling sections (its
+    keyframe options pick the contact sheet's frames)."""
 
     data: str | None = field(default=None, metadata={"help": "folder with OpenEQA's files"})
     episode: str | None = field(
@@ -45,14 +47,27 @@ class DemoConfig:
     out: str = field(default="outputs/demo", metadata={"help": "output folder"})
     num_keyframes: int = field(default=5, metadata={"help": "keyframes to pick"})
     keyframe_method: str = field(default="uniform", metadata={"help": "uniform or diverse"})
-    seed: int = field(default=0, metadata={"help": "seed of the synthetic episode and sampling"})
+    seed: int = field(
+        default=0, kw_only=True, metadata={"help": "seed of the synthetic episode and sampling"}
+    )
     model: str | None = field(
         default=None, metadata={"help": "reward model path or hub id (default: tiny, untrained)"}
     )
     backend: str = field(default="hf", metadata={"help": "reward-model backend"})
-    k: int = field(default=4, metadata={"help": "samples per answer (test-time scaling)"})
-    aggregate: str = field(default="majority", metadata={"help": "mean, majority or median"})
-    max_new_tokens: int = field(default=256, metadata={"help": "tokens per sampled critique"})
+    k: int = field(
+        default=4, kw_only=True, metadata={"help": "samples per answer (test-time scaling)"}
+    )
+    aggregate: str = field(
+        default="majority", kw_only=True, metadata={"help": "mean, majority or median"}
+    )
+    max_new_tokens: int = field(
+        default=256, kw_only=True, metadata={"help": "tokens per sampled critique"}
+    )
+
+
+def scoring(cfg: DemoConfig) -> ScoringConfig:
+    """How the demo scores: its vote and sampling options (keyframes: the model's own)."""
+    return ScoringConfig.of(cfg, VoteOptions, SamplingOptions)
 
 
 def make_parser():
@@ -168,12 +183,7 @@ def score_answers(cfg: DemoConfig, model, memory: EpisodeMemory, instances: list
         for start in range(0, len(instances), 2):  # a question's two answers in one batch
             pair = instances[start : start + 2]
             judgements += model.score(
-                pair,
-                k=cfg.k,
-                aggregate=cfg.aggregate,
-                seed=cfg.seed + start,
-                max_new_tokens=cfg.max_new_tokens,
-                memories=[memory] * len(pair),
+                pair, scoring(cfg), seed=cfg.seed + start, memories=[memory] * len(pair)
             )
             bar.update(len(pair))
     return judgements
@@ -194,15 +204,7 @@ def run_gym(cfg: DemoConfig, model, memory: EpisodeMemory, questions: list[EQAIn
     questions = questions[:3]
     memories = {q.episode_id: memory for q in questions}
     env = EMEQAEnv(questions, memories=memories, mode="stream")
-    wrapped = EQARMReward(
-        env,
-        model,
-        k=cfg.k,
-        aggregate=cfg.aggregate,
-        seed=cfg.seed,
-        max_new_tokens=cfg.max_new_tokens,
-        max_frames=32,
-    )
+    wrapped = EQARMReward(env, model, config=scoring(cfg), max_frames=32)
     rows = [
         "| question | answer | reward | status | frames seen | latency (s) |",
         "|---|---|---|---|---|---|",

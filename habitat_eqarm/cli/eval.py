@@ -36,7 +36,8 @@ from habitat_eqarm.bench.report import (
 from habitat_eqarm.data.io import atomic_write_text
 from habitat_eqarm.data.loading import load_instances
 from habitat_eqarm.data.schema import InstanceError, check_unique_ids
-from habitat_eqarm.rewards.backends.base import MAX_PIXELS, backend_kwargs
+from habitat_eqarm.rewards.backends.base import backend_kwargs
+from habitat_eqarm.rewards.config import KeyframeOptions, SamplingOptions, field_names
 from habitat_eqarm.rewards.parsing import AGGREGATES, aggregate_scores
 from habitat_eqarm.rewards.prompts import REWARD_MODEL_PROMPT
 from habitat_eqarm.rewards.ray_engine import EngineOptions, check_engine
@@ -51,8 +52,9 @@ PROTOCOLS = ("pointwise", "semi-scalar", "pairwise", "multi")
 
 
 @dataclass
-class EvalConfig(EngineOptions):
-    """Options of `eqarm eval` (``--engine ray``: scored in Ray actors, same results)."""
+class EvalConfig(KeyframeOptions, SamplingOptions, EngineOptions):
+    """Options of `eqarm eval` (``--engine ray``: scored in Ray actors, same results), with
+    ``ScoringConfig``'s sampling and keyframe sections (K and aggregates: lists here)."""
 
     model: str = field(metadata={"help": "reward model: local path or hub id"})
     data: str = field(metadata={"help": "labelled instances: .jsonl, .parquet or dataset folder"})
@@ -67,10 +69,7 @@ class EvalConfig(EngineOptions):
         default=None,
         metadata={"help": 'backend options: JSON, e.g. {"base_url": "http://host:8000/v1"}'},
     )
-    temperature: float = 0.8
-    top_p: float = 0.9
-    max_new_tokens: int = 512
-    seed: int = 0
+    seed: int = field(default=0, kw_only=True, metadata={"help": "sampling and bootstrap seed"})
     tau: float = field(default=2.0, metadata={"help": "accuracy tolerance |pred - gt| <= tau"})
     batch_size: int = 4
     bootstrap: int = field(
@@ -81,10 +80,7 @@ class EvalConfig(EngineOptions):
     correct_at: float = field(
         default=CORRECT_AT, metadata={"help": "correct (for the ECE) iff GT score >= this"}
     )
-    num_keyframes: int = 5
-    keyframe_method: str = "uniform"
     frames_as: str = field(default="images", metadata={"help": "images or video"})
-    max_pixels: int = MAX_PIXELS
     protocol: str = field(
         default="pointwise",
         metadata={
@@ -121,13 +117,11 @@ def settings_from(cfg: EvalConfig) -> EvalSettings:
             f"need --bootstrap >= 0, 0 < --ci_level < 1 and --ece_bins >= 1, got "
             f"{cfg.bootstrap}, {cfg.ci_level}, {cfg.ece_bins}"
         )
+    sampling = {name: getattr(cfg, name) for name in field_names(SamplingOptions)}
     return EvalSettings(
         ks=ks,
         aggregates=aggregates or list(AGGREGATES[:1]),
-        temperature=cfg.temperature,
-        top_p=cfg.top_p,
-        max_new_tokens=cfg.max_new_tokens,
-        seed=cfg.seed,
+        **sampling,
         tau=cfg.tau,
         batch_size=cfg.batch_size,
         bootstrap=cfg.bootstrap,

@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("habitat_eqarm.cli.eval", "accuracy/RMSE of a reward model for every K, with reports"),
     "train rft": ("habitat_eqarm.cli.train_rft", "rejective fine-tuning: Eq. 1 filter, then SFT"),
     "train cgrpo": ("habitat_eqarm.cli.train_cgrpo", "C-GRPO: contrastive GRPO from the RFT model"),
+    "train agent": ("habitat_eqarm.cli.train_agent", "GRPO for an EQA agent, EQA-RM as the reward"),
     "train value-head": (
         "habitat_eqarm.cli.train_value_head",
         "a value head on each response's last token: Bradley-Terry or listwise loss",
@@ -53,7 +54,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 GROUPS: dict[str, str] = {
     "bench": "build your own EQARewardBench, stage by stage",
     "extract": "OpenEQA episode folders from ScanNet .sens files or HM3D agent states",
-    "train": "train EQA-RM (rejective fine-tuning, then C-GRPO) or a value head",
+    "train": "train EQA-RM (RFT, then C-GRPO), a value head, or an agent against EQA-RM",
 }
 
 DESCRIPTION = "EQA-RM: a generative multimodal reward model for Embodied Question Answering."

@@ -6,11 +6,18 @@ import json
 from dataclasses import dataclass, field
 
 from habitat_eqarm.data.schema import EQAInstance
+from habitat_eqarm.rewards.config import (
+    KeyframeOptions,
+    SamplingOptions,
+    ScoringConfig,
+    VoteOptions,
+)
 
 
 @dataclass
-class ScoreConfig:
-    """Options of `eqarm score`."""
+class ScoreConfig(KeyframeOptions, VoteOptions, SamplingOptions):
+    """Options of `eqarm score`: the episode and answer, and ``ScoringConfig``'s sampling,
+    vote and keyframe sections."""
 
     episode: str = field(metadata={"help": "episode folder (OpenEQA layout) or video"})
     question: str = field(metadata={"help": "the question"})
@@ -20,14 +27,9 @@ class ScoreConfig:
     )
     model: str | None = field(default=None, metadata={"help": "path or hub id (default: tiny)"})
     backend: str = "hf"
-    k: int = field(default=1, metadata={"help": "samples to draw"})
-    aggregate: str = "majority"
-    temperature: float = 0.8
-    top_p: float = 0.9
-    max_new_tokens: int = 512
-    seed: int | None = None
-    num_keyframes: int = 5
-    keyframe_method: str = "uniform"
+    aggregate: str = field(
+        default="majority", kw_only=True, metadata={"help": "mean, majority or median"}
+    )
     json_out: bool = field(default=False, metadata={"help": "print the judgement as JSON"})
 
 
@@ -56,16 +58,9 @@ def main(cfg: ScoreConfig) -> int:
         cfg.backend,
         num_keyframes=cfg.num_keyframes,
         keyframe_method=cfg.keyframe_method,
+        max_pixels=cfg.max_pixels,
     ) as model:
-        (judgement,) = model.score(
-            [instance],
-            k=cfg.k,
-            temperature=cfg.temperature,
-            top_p=cfg.top_p,
-            aggregate=cfg.aggregate,
-            seed=cfg.seed,
-            max_new_tokens=cfg.max_new_tokens,
-        )
+        (judgement,) = model.score([instance], ScoringConfig.of(cfg))
     if cfg.json_out:
         print(json.dumps(judgement.to_dict(), indent=2))
         return 0

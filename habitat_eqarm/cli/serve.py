@@ -8,12 +8,13 @@ import os
 from dataclasses import dataclass, field
 
 from habitat_eqarm.data.io import atomic_write_text
-from habitat_eqarm.rewards.backends.base import MAX_PIXELS
+from habitat_eqarm.rewards.config import KeyframeOptions
 
 
 @dataclass
-class ServeConfig:
-    """Options of `eqarm serve`."""
+class ServeConfig(KeyframeOptions):
+    """Options of `eqarm serve`, with ``ScoringConfig``'s keyframe section (requests set the
+    sampling and vote sections)."""
 
     model: str | None = field(default=None, metadata={"help": "path or hub id (default: tiny)"})
     backend: str = field(default="hf", metadata={"help": "backend running the model: hf | vllm"})
@@ -72,9 +73,6 @@ class ServeConfig:
     )
     device: str | None = None
     dtype: str | None = None
-    max_pixels: int = MAX_PIXELS
-    num_keyframes: int = 5
-    keyframe_method: str = "uniform"
     frames_as: str = "images"
     max_body_mb: float = 64.0
     log_level: str = "info"

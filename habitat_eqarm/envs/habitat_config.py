@@ -7,10 +7,17 @@ One dataclass per component, as habitat-lab does it; nested defaults use ``defau
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
 
 from habitat_eqarm.envs.habitat_deps import missing_habitat_error
+from habitat_eqarm.rewards.config import (
+    KeyframeOptions,
+    SamplingOptions,
+    ShapingOptions,
+    VoteOptions,
+    generated_fields,
+)
 
 try:
     from habitat.config.default_structured_configs import (
@@ -51,32 +58,35 @@ class QuestionTextSensorConfig(LabSensorConfig):
     max_length: int = 1024
 
 
-@dataclass
-class EQARMRewardMeasurementConfig(MeasurementConfig):
-    """EQA-RM's reward for the answered episode (0 until then), through ``RewardSetup``.
+#: Scoring settings of the measure: all of ``ScoringConfig`` but the sources (the measure reads
+#: the question sensor and the answer action) and ``add_env_reward`` (a measure has no env
+#: reward of its own to add).
+MEASURE_SCORING = (VoteOptions, SamplingOptions, KeyframeOptions, ShapingOptions)
+MEASURE_EXCLUDED = ("add_env_reward",)
 
-    The fields are :class:`~habitat_eqarm.rewards.wrapper.EQARMReward`'s options of the same
-    names; ``reward_model`` is a local path or hub id, loaded on the first answer; ``seed``:
-    episode n of the env samples with ``seed + n``.
-    """
+EQARMRewardMeasurementConfig = make_dataclass(
+    "EQARMRewardMeasurementConfig",
+    [
+        ("type", str, field(default="EQARMRewardMeasure")),
+        ("reward_model", str, field(default="Qwen/Qwen2-VL-2B-Instruct")),
+        ("backend", str, field(default="hf")),
+        *generated_fields(*MEASURE_SCORING, exclude=MEASURE_EXCLUDED),
+        ("max_frames", int, field(default=256)),
+        ("rgb_uuid", str, field(default="rgb")),
+    ],
+    bases=(MeasurementConfig,),
+    namespace={
+        "__module__": __name__,
+        "__doc__": """EQA-RM's reward for the answered episode (0 until then), through
+        ``RewardSetup``.
 
-    type: str = "EQARMRewardMeasure"
-    reward_model: str = "Qwen/Qwen2-VL-2B-Instruct"
-    backend: str = "hf"
-    k: int = 1
-    aggregate: str = "mean"
-    temperature: float = 0.8
-    top_p: float = 0.9
-    max_new_tokens: int = 512
-    num_keyframes: int = 5
-    keyframe_method: str = "uniform"
-    seed: int | None = None
-    reward_mode: str = "normalized"
-    reward_scale: float = 1.0
-    no_answer_reward: float = 0.0
-    no_valid_reward: float = 0.0
-    max_frames: int = 256
-    rgb_uuid: str = "rgb"
+        The scoring fields are generated from
+        :class:`~habitat_eqarm.rewards.config.ScoringConfig` (:data:`MEASURE_SCORING`), so a
+        setting added there is a field here; ``reward_model`` is a local path or hub id, loaded
+        on the first answer; ``seed``: episode n of the env samples with ``seed + n``.
+        """,
+    },
+)
 
 
 @dataclass

@@ -18,6 +18,7 @@ from habitat_eqarm.data.openeqa import load_openeqa
 from habitat_eqarm.data.recorder import EpisodeMemoryRecorder
 from habitat_eqarm.data.schema import split_reasoning
 from habitat_eqarm.envs.habitat_deps import missing_habitat_error
+from habitat_eqarm.rewards.config import ScoringConfig
 from habitat_eqarm.rewards.episode_scoring import (
     EpisodeState,
     RewardSetup,
@@ -184,27 +185,26 @@ class QuestionTextSensor(Sensor):
 
 # -- measure -------------------------------------------------------------------------------------
 
+#: Where the measure reads an episode: the question sensor, the answer action, the episode.
+HABITAT_SOURCES = {
+    "question_source": "obs.question",
+    "answer_source": "action.answer",
+    "reasoning_source": "action.reasoning",
+    "question_id_source": "info.question_id",
+}
+
 
 def _setup_from_config(config: Any) -> RewardSetup:
-    options = {
-        **{key: config[key] for key in ("k", "aggregate", "temperature", "top_p")},
-        **{key: config[key] for key in ("max_new_tokens", "num_keyframes", "keyframe_method")},
-        "reward_mode": config.reward_mode,
-        "reward_scale": config.reward_scale,
-        "add_env_reward": False,
-        "no_answer_reward": config.no_answer_reward,
-        "no_valid_reward": config.no_valid_reward,
-        "question_source": "obs.question",
-        "answer_source": "action.answer",
-        "reasoning_source": "action.reasoning",
-        "question_id_source": "info.question_id",
-        "model_kwargs": {
-            "backend": config.backend,
-            "num_keyframes": config.num_keyframes,
-            "keyframe_method": config.keyframe_method,
-        },
+    """The measure's reward setup: the config node's scoring fields, the habitat sources."""
+    scoring = ScoringConfig.of(config)
+    scoring = ScoringConfig.from_options(scoring, add_env_reward=False, **HABITAT_SOURCES)
+    model_kwargs = {
+        "backend": config.backend,
+        "num_keyframes": scoring.num_keyframes,
+        "keyframe_method": scoring.keyframe_method,
+        "max_pixels": scoring.max_pixels,
     }
-    return RewardSetup.build(str(config.reward_model), options)
+    return RewardSetup.build(str(config.reward_model), scoring, model_kwargs)
 
 
 @registry.register_measure

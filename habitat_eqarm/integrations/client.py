@@ -20,6 +20,7 @@ import httpx
 
 from habitat_eqarm.data.episode_ref import EpisodeRef
 from habitat_eqarm.rewards.backends.openai_compat import EndpointError, is_retryable, redact_url
+from habitat_eqarm.rewards.config import SamplingOptions, VoteOptions, field_names
 from habitat_eqarm.rewards.ref_instances import instance_from_ref
 
 #: Where :class:`RemoteRM` and the verl adapter look for the server when given no URL.
@@ -28,23 +29,21 @@ TOKEN_ENV = "EQARM_SERVE_TOKEN"
 
 
 @dataclass
-class RemoteRM:
+class RemoteRM(VoteOptions, SamplingOptions):
     """Score answers with a running ``eqarm serve`` (``base_url`` up to ``/v1``).
 
-    ``seed`` (default 0) makes repeated requests hit the server's memo; None asks for fresh
-    samples every time. ``no_answer_reward`` is what a response gets when it has no readable
-    answer (it is then not sent to the server) or none of the K samples gave a score.
+    The sampling and vote options are ``ScoringConfig``'s sections, the ones ``/v1/score``
+    takes (keyword-only; ``k`` defaults to 4 here). ``seed`` (default 0) makes repeated
+    requests hit the server's memo; None asks for fresh samples every time.
+    ``no_answer_reward`` is what a response gets when it has no readable answer (it is then
+    not sent to the server) or none of the K samples gave a score.
     Rewards are the aggregate score / 10 (0..1).
     """
 
     base_url: str | None = None
     token_env: str | None = TOKEN_ENV
-    k: int = 4
-    temperature: float = 0.8
-    top_p: float = 0.9
-    aggregate: str = "mean"
-    seed: int | None = 0
-    max_new_tokens: int = 512
+    k: int = field(default=4, kw_only=True)
+    seed: int | None = field(default=0, kw_only=True)
     no_answer_reward: float | None = 0.0
     timeout_s: float = 600.0
     retries: int = 3
@@ -105,12 +104,7 @@ class RemoteRM:
             return []
         body: dict[str, Any] = {
             "instances": instances,
-            "k": self.k,
-            "temperature": self.temperature,
-            "top_p": self.top_p,
-            "aggregate": self.aggregate,
-            "seed": self.seed,
-            "max_new_tokens": self.max_new_tokens,
+            **{name: getattr(self, name) for name in field_names(VoteOptions, SamplingOptions)},
         }
         hashes = [ref.frames_hash if ref else None for ref in refs]
         if any(hashes):

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from habitat_eqarm._lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from habitat_eqarm.rewards.config import ScoringConfig
     from habitat_eqarm.rewards.episode_scoring import RewardShaping
     from habitat_eqarm.rewards.model import EQARewardModel, Judgement, Sample
     from habitat_eqarm.rewards.parsing import (
@@ -45,6 +46,7 @@ __all__ = [
     "Prompt",
     "RewardShaping",
     "Sample",
+    "ScoringConfig",
     "aggregate_scores",
     "build_messages",
     "lenient_score",

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -15,20 +15,10 @@ import numpy as np
 from habitat_eqarm.data.episode import EpisodeMemory
 from habitat_eqarm.data.recorder import EpisodeMemoryRecorder
 from habitat_eqarm.data.schema import EQAInstance, split_reasoning
+from habitat_eqarm.rewards.config import REWARD_MODES, ScoringConfig, parse_source
 from habitat_eqarm.rewards.model import EQARewardModel, Judgement
 
 FRAME_KEYS = ("frame", "frames", "rgb")
-SOURCES = ("obs", "info", "action")
-
-
-def parse_source(spec: str) -> tuple[str, str]:
-    """``"info.answer"`` -> ``("info", "answer")``; the place must be obs, info or action."""
-    place, _, key = spec.partition(".")
-    if place not in SOURCES or not key:
-        raise ValueError(
-            f"a source must look like 'obs.KEY', 'info.KEY' or 'action.KEY', got {spec!r}"
-        )
-    return place, key
 
 
 def lookup(spec: str, obs: Any, info: dict, action: Any) -> Any:
@@ -88,8 +78,19 @@ class RewardShaping:
     no_valid_reward: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.mode not in ("normalized", "raw"):
+        if self.mode not in REWARD_MODES:
             raise ValueError(f"reward mode must be 'normalized' or 'raw', got {self.mode!r}")
+
+    @classmethod
+    def from_config(cls, config: ScoringConfig) -> RewardShaping:
+        """The shaping a :class:`ScoringConfig` names."""
+        return cls(
+            config.reward_mode,
+            config.reward_scale,
+            config.add_env_reward,
+            config.no_answer_reward,
+            config.no_valid_reward,
+        )
 
     def reward(self, score: float | None, env_reward: float) -> float:
         """The reward for an aggregated score (None: no valid sample)."""
@@ -181,24 +182,11 @@ class ModelHandle:
 
 
 @dataclass
-class ScoringParams:
-    """Sampling settings passed to :meth:`EQARewardModel.score`."""
-
-    k: int = 1
-    aggregate: str = "mean"
-    temperature: float = 0.8
-    top_p: float = 0.9
-    max_new_tokens: int = 512
-    num_keyframes: int = 5
-    keyframe_method: str = "uniform"
-
-
-@dataclass
 class RewardSetup:
-    """What both reward wrappers are built from: sources, sampling, shaping, the model."""
+    """What both reward wrappers (and the habitat measure) are built from: the scoring config
+    (sampling, keyframes, shaping, sources), the shaping it names, and the model."""
 
-    sources: dict[str, str]
-    params: ScoringParams
+    config: ScoringConfig
     shaping: RewardShaping
     handle: ModelHandle
 
@@ -206,46 +194,32 @@ class RewardSetup:
     def build(
         cls,
         reward_model: EQARewardModel | str | Callable[[], EQARewardModel],
-        options: dict[str, Any],
+        config: ScoringConfig,
+        model_kwargs: dict[str, Any] | None = None,
     ) -> RewardSetup:
-        """From a wrapper's keyword options (the names of its constructor arguments)."""
-        sources = {
-            name: options[f"{name}_source"]
-            for name in ("question", "answer", "reasoning", "question_id")
-        }
-        for spec in sources.values():
-            parse_source(spec)
-        params = ScoringParams(
-            **{f.name: options[f.name] for f in fields(ScoringParams) if f.name in options}
-        )
-        shaping = RewardShaping(
-            options["reward_mode"],
-            options["reward_scale"],
-            options["add_env_reward"],
-            options["no_answer_reward"],
-            options["no_valid_reward"],
-        )
-        handle = ModelHandle(reward_model, **(options["model_kwargs"] or {}))
-        return cls(sources, params, shaping, handle)
+        """From a config; ``model_kwargs`` open a model given by path or hub id."""
+        handle = ModelHandle(reward_model, **(model_kwargs or {}))
+        return cls(config, RewardShaping.from_config(config), handle)
+
+    @property
+    def sources(self) -> dict[str, str]:
+        """Where the question, answer, reasoning and question id are read."""
+        return self.config.sources()
 
 
 def score_episodes(
     handle: ModelHandle,
     items: Sequence[tuple[EQAInstance, EpisodeMemory]],
-    params: ScoringParams,
+    config: ScoringConfig,
     seed: int | None,
 ) -> list[Judgement]:
-    """Score finished episodes in one reward-model call (keyframes picked from each memory)."""
+    """Score finished episodes in one reward-model call (keyframes picked from each memory);
+    ``seed`` replaces the config's (a wrapper's seed of this episode)."""
     for inst, memory in items:
-        inst.keyframe_indices = memory.keyframes(params.num_keyframes, params.keyframe_method)
+        inst.keyframe_indices = memory.keyframes(config.num_keyframes, config.keyframe_method)
     return handle.model.score(
         [inst for inst, _ in items],
-        k=params.k,
-        temperature=params.temperature,
-        top_p=params.top_p,
-        aggregate=params.aggregate,
-        seed=seed,
-        max_new_tokens=params.max_new_tokens,
+        config=ScoringConfig.from_options(config, seed=seed),
         memories=[memory for _, memory in items],
     )
 
@@ -317,7 +291,7 @@ def score_finished(
     t0 = time.perf_counter()
     items = [(episode.instance, episode.memory) for episode in episodes]
     try:
-        judgements = score_episodes(setup.handle, items, setup.params, seed)
+        judgements = score_episodes(setup.handle, items, setup.config, seed)
     except Exception as err:
         labels = "; ".join(episode.label for episode in episodes)
         raise RuntimeError(f"{who}: scoring {labels} failed: {type(err).__name__}: {err}") from err

@@ -22,6 +22,7 @@ from habitat_eqarm.rewards.backends.base import (
     SamplingParams,
     load_backend,
 )
+from habitat_eqarm.rewards.config import ScoringConfig
 from habitat_eqarm.rewards.pairwise import (
     ORDERS,
     PAIRWISE_PROMPT,
@@ -294,32 +295,31 @@ class EQARewardModel:
     def score(
         self,
         instances: Sequence[EQAInstance],
-        k: int = 1,
-        temperature: float = 0.8,
-        top_p: float = 0.9,
-        aggregate: str = "mean",
-        seed: int | None = None,
+        config: ScoringConfig | None = None,
         *,
-        max_new_tokens: int = 512,
         memories: Sequence[EpisodeMemory | None] | None = None,
+        **options: Any,
     ) -> list[Judgement]:
         """Judge each instance with ``k`` samples aggregated by ``aggregate``.
 
-        ``temperature=0`` decodes greedily. ``memories`` supplies episode memory directly
-        (e.g. recorded by a gym wrapper) instead of reading each ``episode_path``.
+        ``config``: how to sample and vote (its sampling and vote sections; keyframes are the
+        model's own, see the class doc); ``options`` replace fields of it
+        (``k=4, seed=0, ...``). ``temperature=0`` decodes greedily. ``memories`` supplies
+        episode memory directly (e.g. recorded by a gym wrapper) instead of reading each
+        ``episode_path``.
         """
-        memories = check_call(k, aggregate, memories, len(instances), "instances")
+        cfg = ScoringConfig.from_options(config, **options)
+        memories = check_call(cfg.k, cfg.aggregate, memories, len(instances), "instances")
         t0 = time.perf_counter()
         memories = open_memories(instances, memories)
         built = [self.request_for(inst, mem) for inst, mem in zip(instances, memories, strict=True)]
         frames_s = (time.perf_counter() - t0) / max(1, len(instances))
-        params = SamplingParams(k, temperature, top_p, max_new_tokens, seed)
-        results = self.backend.generate([req for req, _ in built], params)
+        results = self.backend.generate([req for req, _ in built], cfg.sampling_params())
         return [
             judgement_from_texts(
                 inst,
                 result.texts,
-                aggregate=aggregate,
+                aggregate=cfg.aggregate,
                 prompt_id=self.prompt.id,
                 model=self.name,
                 keyframe_indices=indices,

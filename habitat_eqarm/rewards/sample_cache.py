@@ -22,6 +22,7 @@ from typing import Any
 
 from habitat_eqarm.data.schema import CORRECT_AT, EQAInstance, base_question_id
 from habitat_eqarm.rewards.batching import batch_or_each
+from habitat_eqarm.rewards.config import SamplingOptions, field_names
 from habitat_eqarm.rewards.model import EQARewardModel, Judgement
 from habitat_eqarm.rewards.ray_engine import EngineOptions, map_shards
 
@@ -77,19 +78,18 @@ def _ends_with_newline(path: Path) -> bool:
 
 
 @dataclass
-class EvalSettings:
-    """How to sample (largest K, sampling, batch size) and report (aggregates, tolerance,
-    bootstrap resamples and level, calibration bins and the correctness threshold).
+class EvalSettings(SamplingOptions):
+    """How to sample (largest K, batch size, and ``ScoringConfig``'s sampling section) and
+    report (aggregates, tolerance, bootstrap resamples and level, calibration bins and the
+    correctness threshold).
 
+    ``seed`` (default 0) seeds both the samples (batch i: ``seed + i``) and the bootstrap.
     ``bootstrap = 0`` turns the confidence intervals off (their bounds are then None).
     """
 
     ks: Sequence[int] = (1, 2, 4, 8, 16, 32)
     aggregates: Sequence[str] = ("majority", "mean")
-    temperature: float = 0.8
-    top_p: float = 0.9
-    max_new_tokens: int = 512
-    seed: int = 0
+    seed: int = field(default=0, kw_only=True)
     tau: float = 2.0
     batch_size: int = 4
     bootstrap: int = 1000
@@ -222,12 +222,9 @@ def sample_all_multi(
 
 
 def _sampling(settings: EvalSettings) -> dict[str, Any]:
-    return dict(
-        k=max(settings.ks),
-        temperature=settings.temperature,
-        top_p=settings.top_p,
-        max_new_tokens=settings.max_new_tokens,
-    )
+    """The scoring options of a batch at Kmax (its seed is the caller's)."""
+    names = [name for name in field_names(SamplingOptions) if name != "seed"]
+    return {"k": max(settings.ks), **{name: getattr(settings, name) for name in names}}
 
 
 def _score_batch(model, batch, settings, failures, method="score") -> list[Judgement]:

@@ -27,6 +27,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
 
 from habitat_eqarm.data.recorder import EpisodeMemoryRecorder
+from habitat_eqarm.rewards.config import ScoringConfig
 from habitat_eqarm.rewards.episode_scoring import (
     EpisodeState,
     FinishedEpisode,
@@ -83,8 +84,8 @@ def _info_item(infos: dict, key: str, i: int) -> Any:
 class EQARMVectorReward(VectorWrapper):
     """Batched EQA-RM rewards for a :class:`gymnasium.vector.VectorEnv` (see module doc).
 
-    Takes the options of :class:`~habitat_eqarm.rewards.wrapper.EQARMReward` that make sense
-    per vector env (sources, shaping, sampling, seed) plus ``async_scoring``.
+    Takes :class:`~habitat_eqarm.rewards.wrapper.EQARMReward`'s ``config`` (or its fields as
+    keyword arguments), its options that make sense per vector env, and ``async_scoring``.
     """
 
     def __init__(
@@ -92,30 +93,17 @@ class EQARMVectorReward(VectorWrapper):
         env: VectorEnv,
         reward_model: EQARewardModel | str | Callable[[], EQARewardModel],
         *,
-        k: int = 1,
-        aggregate: str = "mean",
-        temperature: float = 0.8,
-        top_p: float = 0.9,
-        max_new_tokens: int = 512,
-        num_keyframes: int = 5,
-        keyframe_method: str = "uniform",
-        seed: int | None = None,
-        reward_mode: str = "normalized",
-        reward_scale: float = 1.0,
-        add_env_reward: bool = False,
-        no_answer_reward: float = 0.0,
-        no_valid_reward: float = 0.0,
+        config: ScoringConfig | None = None,
         frame_key: str | None = None,
-        question_source: str = "obs.question",
-        answer_source: str = "info.answer",
-        reasoning_source: str = "info.reasoning_steps",
-        question_id_source: str = "info.question_id",
         max_frames: int = 256,
         async_scoring: bool = False,
         info_timings: bool = True,
         model_kwargs: dict[str, Any] | None = None,
+        **scoring: Any,
     ) -> None:
-        options = {k_: v for k_, v in locals().items() if k_ not in ("self", "env", "__class__")}
+        setup = self._setup = RewardSetup.build(
+            reward_model, ScoringConfig.from_options(config, **scoring), model_kwargs
+        )
         super().__init__(env)
         mode = env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
         if mode not in (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP):
@@ -124,14 +112,13 @@ class EQARMVectorReward(VectorWrapper):
             )
         self.autoreset_mode = mode
         self.frame_key = find_frame_key(env.single_observation_space, frame_key, str(env))
-        setup = self._setup = RewardSetup.build(reward_model, options)
         self.sources, self.params, self.shaping, self.handle = (
             setup.sources,
-            setup.params,
+            setup.config,
             setup.shaping,
             setup.handle,
         )
-        self.base_seed, self._run_seed = seed, seed
+        self.base_seed = self._run_seed = setup.config.seed
         self.info_timings = info_timings
         self.states = [
             EpisodeState(EpisodeMemoryRecorder(max_frames)) for _ in range(self.num_envs)

@@ -36,7 +36,7 @@ reports. ``RewardWrapper`` cannot be used: its ``reward()`` sees only the scalar
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import gymnasium as gym
@@ -45,6 +45,7 @@ from gymnasium import spaces
 
 from habitat_eqarm.data.recorder import EpisodeMemoryRecorder
 from habitat_eqarm.data.schema import TEXT_CHARSET
+from habitat_eqarm.rewards.config import ScoringConfig
 from habitat_eqarm.rewards.episode_scoring import (
     EpisodeState,
     RewardSetup,
@@ -89,6 +90,9 @@ class FirstTurn:
 class EQARMReward(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Reward an env's episodes with EQA-RM (see module doc).
 
+    ``config``: the :class:`~habitat_eqarm.rewards.config.ScoringConfig` (sampling, keyframes,
+    reward shaping, sources); its fields may also be given as keyword arguments (``k=4``,
+    ``seed=0``, ``answer_source="action.answer"``), which replace the config's.
     ``reward_model``: an :class:`EQARewardModel` (never closed by the wrapper), or a path / hub
     id or a zero-argument factory, created on first use and closed with the wrapper, so the
     env spec stays serialisable. ``seed``: base seed of the reward model's sampling; episode n
@@ -104,24 +108,8 @@ class EQARMReward(gym.Wrapper, gym.utils.RecordConstructorArgs):
         env: gym.Env,
         reward_model: EQARewardModel | str | Callable[[], EQARewardModel],
         *,
-        k: int = 1,
-        aggregate: str = "mean",
-        temperature: float = 0.8,
-        top_p: float = 0.9,
-        max_new_tokens: int = 512,
-        num_keyframes: int = 5,
-        keyframe_method: str = "uniform",
-        seed: int | None = None,
-        reward_mode: str = "normalized",
-        reward_scale: float = 1.0,
-        add_env_reward: bool = False,
-        no_answer_reward: float = 0.0,
-        no_valid_reward: float = 0.0,
+        config: ScoringConfig | None = None,
         frame_key: str | None = None,
-        question_source: str = "obs.question",
-        answer_source: str = "info.answer",
-        reasoning_source: str = "info.reasoning_steps",
-        question_id_source: str = "info.question_id",
         max_frames: int = 256,
         record_dir: str | None = None,
         record_format: str = "folder",
@@ -131,19 +119,35 @@ class EQARMReward(gym.Wrapper, gym.utils.RecordConstructorArgs):
         first_answer_weight: float = 0.0,
         improvement_weight: float = 0.0,
         model_kwargs: dict[str, Any] | None = None,
+        **scoring: Any,
     ) -> None:
-        options = {k_: v for k_, v in locals().items() if k_ not in ("self", "env", "__class__")}
-        gym.utils.RecordConstructorArgs.__init__(self, **options)
+        setup = self._setup = RewardSetup.build(
+            reward_model, ScoringConfig.from_options(config, **scoring), model_kwargs
+        )
+        gym.utils.RecordConstructorArgs.__init__(
+            self,
+            reward_model=reward_model,
+            **asdict(setup.config),
+            frame_key=frame_key,
+            max_frames=max_frames,
+            record_dir=record_dir,
+            record_format=record_format,
+            feedback=feedback,
+            info_timings=info_timings,
+            two_turn=two_turn,
+            first_answer_weight=first_answer_weight,
+            improvement_weight=improvement_weight,
+            model_kwargs=model_kwargs,
+        )
         gym.Wrapper.__init__(self, env)
         self.frame_key = find_frame_key(env.observation_space, frame_key, str(env))
-        setup = self._setup = RewardSetup.build(reward_model, options)
         self.sources, self.params, self.shaping, self.handle = (
             setup.sources,
-            setup.params,
+            setup.config,
             setup.shaping,
             setup.handle,
         )
-        self.base_seed = seed
+        seed = self.base_seed = setup.config.seed
         self.feedback = feedback
         self.info_timings = info_timings
         recorder = EpisodeMemoryRecorder(max_frames, out_dir=record_dir, write_format=record_format)

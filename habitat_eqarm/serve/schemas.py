@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from habitat_eqarm.rewards.config import BOUNDS, SamplingOptions, VoteOptions, generated_fields
 
 
 class ImageURL(BaseModel):
@@ -52,26 +54,40 @@ class ChatCompletionRequest(BaseModel):
     stream: bool = False
 
 
-class ScoreRequest(BaseModel):
-    """EQA instances to judge, their frames (optional), and the sampling options of ``score``.
+#: The sections of :class:`~habitat_eqarm.rewards.config.ScoringConfig` a request may set.
+REQUEST_SCORING = (VoteOptions, SamplingOptions)
 
-    ``frames[i]`` is a list of data-URL images (instance i's episode memory; keyframes are
-    chosen from it as usual) or null. ``frames_hash[i]`` names keyframes in the server's
-    episode store by content. Otherwise the server reads ``episode_path`` (under a data root)
-    or looks ``episode_id`` up in its episode store.
-    """
 
+def scoring_request_fields(*sections: type) -> dict[str, Any]:
+    """pydantic fields of ScoringConfig's ``sections``: same names, types, defaults and bounds."""
+    return {
+        name: (kind, Field(f.default, description=f.metadata.get("help"), **BOUNDS.get(name, {})))
+        for name, kind, f in generated_fields(*sections)
+    }
+
+
+class _ScoreRequestBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     instances: list[dict[str, Any]] = Field(min_length=1)
     frames: list[list[str] | None] | None = None
     frames_hash: list[str | None] | None = None
-    k: int = Field(1, ge=1)
-    temperature: float = Field(0.8, ge=0.0, le=2.0)
-    top_p: float = Field(0.9, gt=0.0, le=1.0)
-    aggregate: str = "mean"
-    seed: int | None = None
-    max_new_tokens: int = Field(512, ge=1)
+
+
+ScoreRequest = create_model(
+    "ScoreRequest",
+    __base__=_ScoreRequestBody,
+    __module__=__name__,
+    __doc__="""EQA instances to judge, their frames (optional), and the sampling options of
+    ``score``: the fields of ``ScoringConfig``'s :data:`REQUEST_SCORING` sections, generated.
+
+    ``frames[i]`` is a list of data-URL images (instance i's episode memory; keyframes are
+    chosen from it as usual) or null. ``frames_hash[i]`` names keyframes in the server's
+    episode store by content. Otherwise the server reads ``episode_path`` (under a data root)
+    or looks ``episode_id`` up in its episode store.
+    """,
+    **scoring_request_fields(*REQUEST_SCORING),
+)
 
 
 class OpenRLHFRequest(BaseModel):

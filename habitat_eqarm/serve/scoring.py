@@ -33,6 +33,7 @@ from habitat_eqarm.rewards.backends.base import (
     SamplingParams,
 )
 from habitat_eqarm.rewards.backends.chat_format import decode_image_url
+from habitat_eqarm.rewards.config import ScoringConfig
 from habitat_eqarm.rewards.parsing import aggregate_scores
 from habitat_eqarm.rewards.ref_instances import instance_from_ref
 from habitat_eqarm.serve.memo import memo_key
@@ -150,15 +151,7 @@ async def _score(
     scorer = state.model.with_backend(BatchedBackend(state, asyncio.get_running_loop()))
     try:
         judgements = await run_in_threadpool(
-            scorer.score,
-            instances,
-            options["k"],
-            options["temperature"],
-            options["top_p"],
-            options["aggregate"],
-            options["seed"],
-            max_new_tokens=options.get("max_new_tokens", 512),
-            memories=memories,
+            scorer.score, instances, ScoringConfig.of(options), memories=memories
         )
     except (ValueError, OSError, IndexError) as err:  # frames that cannot be read or picked
         raise HTTPException(400, str(err)) from None

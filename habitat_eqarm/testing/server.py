@@ -50,7 +50,7 @@ class ServerProcess:
     def post(self, path: str, body: dict[str, Any], **kwargs: Any) -> httpx.Response:
         """POST JSON to ``path`` with the token (not raising on error statuses)."""
         headers = {**self.headers, **kwargs.pop("headers", {})}
-        return httpx.post(self.url(path), json=body, headers=headers, timeout=120, **kwargs)
+        return httpx.post(self.url(path), json=body, headers=headers, timeout=300, **kwargs)
 
     def url(self, path: str) -> str:
         """``path`` under the server: ``/health`` stays as is, ``stats`` -> ``/v1/stats``."""

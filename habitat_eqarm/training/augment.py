@@ -1,4 +1,4 @@
-"""C-GRPO's perturbations (spec §4): pure, seeded functions on frames and reasoning traces.
+"""C-GRPO's perturbations (docs/method.md §4): pure, seeded functions of frames and traces.
 
 * temporal ``v^t``: :func:`shuffle_frames`, the keyframes in another order;
 * spatial ``v^s``: :func:`mask_frames`, 16x16-pixel squares set to 0.0 over 15 % of each frame;

@@ -1,10 +1,10 @@
-"""C-GRPO (spec §4) on TRL's ``GRPOTrainer``: a thin subclass; the maths is in ``rewards.py``.
+"""C-GRPO (docs/method.md §4) on TRL's ``GRPOTrainer``: a thin subclass; maths in ``rewards.py``.
 
 Per prompt, TRL samples G evaluations of the original instance. :class:`CGRPOTrainer` adds, for
 each active contrast, the perturbed prompt (shuffled keyframes, masked keyframes, or the trace's
 steps jumbled; one seeded draw per prompt and step, shared by its G copies) and samples G
 evaluations of it **in the same generation call** as the originals. Only the original-condition
-evaluations enter the loss (**[ours]**, spec §4); the perturbed ones are parsed into scores.
+evaluations enter the loss (**[ours]**, docs/method.md §4); the perturbed ones only give scores.
 
 Rewards are TRL's reward columns, summed with weights before the group normalisation (TRL's
 ``sum_then_normalize``, which with ``scale_rewards="group"`` is Eq. 6):
@@ -29,6 +29,7 @@ import hashlib
 import json
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -37,14 +38,18 @@ import numpy as np
 import torch
 from transformers import TrainerCallback
 
-from habitat_eqarm.data.episode import EpisodeMemory
 from habitat_eqarm.data.io import atomic_path
 from habitat_eqarm.data.schema import EQAInstance
 from habitat_eqarm.rewards.prompts import REWARD_MODEL_PROMPT, build_messages
 from habitat_eqarm.training.augment import perturb_prompt
 from habitat_eqarm.training.cgrpo_config import CGRPOConfig
 from habitat_eqarm.training.checkpoints import ResumeWeights
-from habitat_eqarm.training.common import example_tokens, prepare_dataset, train_with_resume
+from habitat_eqarm.training.common import (
+    example_tokens,
+    instance_keyframes,
+    prepare_dataset,
+    train_with_resume,
+)
 from habitat_eqarm.training.rewards import (
     AccuracyReward,
     FormatReward,
@@ -88,12 +93,7 @@ def grpo_rows(
     rows = []
     for inst in instances:
         try:
-            if not inst.episode_path:
-                raise ValueError("no episode_path")
-            memory = EpisodeMemory.from_path(inst.episode_path)
-            indices = list(inst.keyframe_indices) or memory.keyframes(num_keyframes)
-            if not indices:
-                raise ValueError("the episode has no frames")
+            indices = instance_keyframes(inst, num_keyframes)
         except (ValueError, OSError) as err:
             print(f"C-GRPO: skipping {inst.question_id!r}: no frames ({err})")
             stats.skipped_no_frames += 1
@@ -265,41 +265,56 @@ def _scores(column: torch.Tensor) -> list[float | None]:
     return [None if s == MALFORMED else s for s in column.tolist()]
 
 
-CURVES = {
-    "accuracy": "rewards/accuracy_reward/mean",
-    "format": "rewards/format_reward/mean",
-    "temporal boost": "rewards/boost_temporal/mean",
-    "spatial boost": "rewards/boost_spatial/mean",
-    "reasoning boost": "rewards/boost_reasoning/mean",
-    "total reward": "reward",
-}
+#: The paper's Fig. 2: one panel per ``(title, {label: logged key})``.
+CURVES = (
+    (
+        "accuracy, format and total reward",
+        {
+            "accuracy": "rewards/accuracy_reward/mean",
+            "format": "rewards/format_reward/mean",
+            "total reward": "reward",
+        },
+    ),
+    (
+        "contrastive boosts (mean per evaluation)",
+        {
+            "temporal boost": "rewards/boost_temporal/mean",
+            "spatial boost": "rewards/boost_spatial/mean",
+            "reasoning boost": "rewards/boost_reasoning/mean",
+        },
+    ),
+)
+
+Panels = Sequence[tuple[str, dict[str, str]]]
 
 
-def write_curves(log_history: list[dict[str, Any]], path: str | Path) -> Path | None:
-    """The paper's Fig. 2: mean accuracy, format and each boost per step, as a PNG."""
+def write_curves(
+    log_history: list[dict[str, Any]], path: str | Path, panels: Panels = CURVES
+) -> Path | None:
+    """Logged metrics per step as a PNG, one panel per entry of ``panels`` (default: the paper's
+    Fig. 2: mean accuracy, format and each boost); None when nothing was logged."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    series = {}
-    for label, key in CURVES.items():
-        points = [(e["step"], e[key]) for e in log_history if key in e and "step" in e]
-        if points:
-            series[label] = points
-    if not series:
-        return None
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for label, points in series.items():
-        ax = axes[1] if label.endswith("boost") else axes[0]
-        ax.plot(*zip(*points, strict=True), label=label, marker="." if len(points) < 30 else None)
-    axes[0].set_title("accuracy, format and total reward")
-    axes[1].set_title("contrastive boosts (mean per evaluation)")
-    for ax in axes:
+    found = False
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
+    for ax, (title, curves) in zip(axes[0], panels, strict=True):
+        for label, key in curves.items():
+            points = [(e["step"], e[key]) for e in log_history if key in e and "step" in e]
+            if points:
+                found = True
+                marker = "." if len(points) < 30 else None
+                ax.plot(*zip(*points, strict=True), label=label, marker=marker)
+        ax.set_title(title)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
         if ax.has_data():
             ax.legend()
+    if not found:
+        plt.close(fig)
+        return None
     fig.tight_layout()
     path = Path(path)
     with atomic_path(path) as tmp:
@@ -311,17 +326,18 @@ def write_curves(log_history: list[dict[str, Any]], path: str | Path) -> Path | 
 class CurvesPlot(TrainerCallback):
     """Redraw the curves PNG whenever a checkpoint is saved and when training ends."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, panels: Panels = CURVES) -> None:
         self.path = Path(path)
+        self.panels = panels
 
     def on_save(self, args, state, control, **kwargs):
         if args.should_save:  # several processes: one writer
-            write_curves(state.log_history, self.path)
+            write_curves(state.log_history, self.path, self.panels)
         return control
 
     def on_train_end(self, args, state, control, **kwargs):
         if args.should_save:
-            write_curves(state.log_history, self.path)
+            write_curves(state.log_history, self.path, self.panels)
         return control
 
 

@@ -1,6 +1,6 @@
-"""`CGRPOConfig`: C-GRPO (spec §4) = TRL's ``GRPOConfig`` + the contrasts and their rewards.
+"""`CGRPOConfig`: C-GRPO (docs/method.md §4) = TRL's ``GRPOConfig`` + contrasts and rewards.
 
-Defaults follow the paper's Appendix B (spec §5): lr 1e-6 with a cosine schedule, weight decay
+Defaults follow the paper's Appendix B (docs/method.md §5): lr 1e-6, cosine schedule, weight decay
 0.01, max completion 768 tokens, G = 8 generations per prompt, beta_K = 0.04, max grad norm
 5.0, bf16, gradient checkpointing. TRL's own defaults differ where it matters (beta 0, the
 DAPO loss), so ``beta`` and ``loss_type="grpo"`` are set here explicitly.

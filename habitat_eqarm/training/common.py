@@ -1,6 +1,7 @@
-"""What RFT and C-GRPO share: labelled instances in, a lazily loaded dataset out, resumed training.
+"""What the trainers share: instances in, a lazily loaded dataset out, resumed training.
 
-Both trainers read ``cfg.data``, skip and count the instances without ``gt_score``, turn the rest
+RFT, C-GRPO and agent GRPO read ``cfg.data``, skip and count the instances without ``gt_score``
+(agent GRPO keeps them: it needs questions, not labels), turn the rest
 into rows (each its own way), build a ``datasets.Dataset`` whose images are decoded when the
 trainer asks for a row, drop the rows over a token limit (truncating would cut through image
 tokens, which Qwen2-VL cannot run), write their statistics, and train resuming from the newest
@@ -32,6 +33,8 @@ def prepare_dataset(
     make_rows: Callable[[list[EQAInstance]], Rows],
     tokens: Callable[[dict[str, Any], Any], int],
     max_tokens: int | None,
+    *,
+    needs_gt_score: bool = True,
 ) -> tuple[Any, Any]:
     """``(dataset, processor)`` for a trainer; writes ``<output_dir>/<name>_stats.json``.
 
@@ -41,14 +44,16 @@ def prepare_dataset(
     counts ``instances``, ``skipped_no_gt_score`` and ``skipped_too_long``; ``make_rows``
     turns the labelled instances into rows and counts the rest. Rows of more than
     ``max_tokens`` (``tokens(example, processor)``; None: no limit) are dropped. Raises
-    ValueError, after writing the stats, when no instance gave a row.
+    ValueError, after writing the stats, when no instance gave a row. ``needs_gt_score=False``
+    (agent GRPO: questions, not labelled answers) keeps the instances without ``gt_score``.
     """
     from transformers import AutoProcessor
 
     if not cfg.data:
-        raise ValueError(f"{name} needs --data: labelled instances with gt_score")
+        what = "labelled instances with gt_score" if needs_gt_score else "EQA instances"
+        raise ValueError(f"{name} needs --data: {what}")
     instances = load_instances(cfg.data, cfg.data_split)
-    labelled = [inst for inst in instances if inst.gt_score is not None]
+    labelled = [inst for inst in instances if inst.gt_score is not None or not needs_gt_score]
     stats.instances = len(instances)
     stats.skipped_no_gt_score = len(instances) - len(labelled)
     rows = make_rows(labelled)
@@ -67,6 +72,20 @@ def prepare_dataset(
     if dataset is None:
         raise ValueError(f"{name}: no usable instance in {cfg.data} ({stats.to_dict()})")
     return dataset, processor
+
+
+def instance_keyframes(inst: EQAInstance, num_keyframes: int) -> list[int]:
+    """The keyframes a trainer shows for ``inst``: its own, else ``num_keyframes`` of its episode.
+
+    Raises ValueError (no episode, no frames) or OSError (the episode cannot be read).
+    """
+    if not inst.episode_path:
+        raise ValueError("no episode_path")
+    memory = EpisodeMemory.from_path(inst.episode_path)
+    indices = list(inst.keyframe_indices) or memory.keyframes(num_keyframes)
+    if not indices:
+        raise ValueError("the episode has no frames")
+    return indices
 
 
 def train_with_resume(

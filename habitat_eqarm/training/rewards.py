@@ -1,4 +1,4 @@
-"""The reward maths of EQA-RM's training (spec §3-4), as plain functions.
+"""The reward maths of EQA-RM's training (docs/method.md §3-4), as plain functions.
 
 * :func:`rejective_filter`: Eq. 1, which RFT candidates to keep.
 * :func:`accuracy_reward`: Eq. 3, ``max(0, 1 - (|s - s_gt| / 10)^2)``; a malformed output
@@ -134,7 +134,7 @@ def group_advantages(rewards: Sequence[float], eps: float = 1e-4) -> list[float]
     return [(r - mean) / (std + eps) for r in rewards]
 
 
-def _completion_text(completion: Any) -> str:
+def completion_text(completion: Any) -> str:
     """TRL passes plain strings or conversations (a list of messages); take the text."""
     if isinstance(completion, str):
         return completion
@@ -148,7 +148,7 @@ def _completion_text(completion: Any) -> str:
 
 def completion_score(completion: Any) -> int | None:
     """The score of a well-formed evaluation (TRL completion or text); None if malformed."""
-    parsed = parse_evaluation(_completion_text(completion))
+    parsed = parse_evaluation(completion_text(completion))
     return parsed.score if parsed.format_ok else None
 
 
@@ -175,4 +175,4 @@ class FormatReward:
         self.__name__ = "format_reward"
 
     def __call__(self, prompts: list, completions: list, **columns: Any) -> list[float]:
-        return [format_reward(_completion_text(c)) for c in completions]
+        return [format_reward(completion_text(c)) for c in completions]

@@ -1,4 +1,4 @@
-"""Rejective fine-tuning (spec §3): candidate evaluations, Eq. 1's filter, then SFT on TRL.
+"""Rejective fine-tuning (docs/method.md §3): candidates, Eq. 1's filter, then SFT on TRL.
 
 1. An auxiliary evaluator (any backend, the reward-model prompt, no ground-truth answer) writes
    ``n_rft`` candidate evaluations per instance, cached per instance in a JSONL file so a

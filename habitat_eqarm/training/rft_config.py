@@ -1,6 +1,6 @@
-"""`RFTConfig`: rejective fine-tuning (spec §3) = TRL's ``SFTConfig`` + what RFT adds.
+"""`RFTConfig`: rejective fine-tuning (docs/method.md §3) = TRL's ``SFTConfig`` + what RFT adds.
 
-Defaults follow the paper's Appendix B (spec §5): lr 1e-6, batch 1x1, max grad norm 5.0,
+Defaults follow the paper's Appendix B (docs/method.md §5): lr 1e-6, batch 1x1, max grad norm 5.0,
 bf16, gradient checkpointing. ``max_length`` is None: TRL would cut prompt + completion from
 the right and, on a prompt longer than the limit, through its image tokens, which Qwen2-VL
 cannot run; examples longer than ``max_tokens`` are skipped and counted instead.

@@ -63,3 +63,25 @@ def test_missing_habitat_message_names_package_and_install():
     assert "habitat-sim" in str(err) and "conda install habitat-sim" in str(err)
     err = missing_habitat_error(ModuleNotFoundError("No module named 'habitat'", name="habitat"))
     assert "habitat-lab" in str(err) and "habitat-eqarm[habitat]" in str(err)
+
+
+def test_measure_config_fields_are_the_scoring_configs(plugin, demo_overrides):
+    """The measure's scoring fields are generated from ScoringConfig: same names, defaults,
+    and a config node carries them to the measure's reward setup."""
+    import dataclasses
+
+    from habitat_eqarm.envs.habitat_config import EQARMRewardMeasurementConfig
+    from habitat_eqarm.envs.habitat_task import _setup_from_config
+    from habitat_eqarm.rewards.config import ScoringConfig, SourceOptions, field_names
+
+    own = {"type", "reward_model", "backend", "max_frames", "rgb_uuid"}
+    names = {f.name for f in dataclasses.fields(EQARMRewardMeasurementConfig)} - own
+    expected = set(field_names()) - set(field_names(SourceOptions)) - {"add_env_reward"}
+    assert names == expected
+    defaults = ScoringConfig()
+    assert all(getattr(EQARMRewardMeasurementConfig(), n) == getattr(defaults, n) for n in names)
+    overrides = [*demo_overrides, "habitat.task.measurements.eqarm_reward.reward_scale=3.0"]
+    measure = plugin.get_config("benchmark/eqarm/openeqa_replay.yaml", overrides)
+    setup = _setup_from_config(measure.habitat.task.measurements.eqarm_reward)
+    assert setup.config.k == 2 and setup.shaping.scale == 3.0
+    assert setup.sources["answer"] == "action.answer"

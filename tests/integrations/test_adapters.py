@@ -205,6 +205,9 @@ def test_openrlhf_wire_format(server, synthetic_folder):
         url,
         content=json.dumps(body),
         headers={"Content-Type": "application/json", **server.headers},
+        # httpx's default is 5 s; K = 4 critiques of up to 512 tokens from the tiny model on a
+        # loaded 2-core machine took longer (a fresh-clone run timed out here)
+        timeout=300,
     )
     assert r.status_code == 200, r.text
     data = r.json()

@@ -53,3 +53,14 @@ def rft_run(tmp_path_factory, tiny_model_path, toy_set) -> RFTRun:
     trainer = train_rft(rft_config(out, tiny_model_path, toy_set))
     fields = rft_fields(out, tiny_model_path, toy_set)
     return RFTRun(out, fields, RFT_STEPS, trainer.state.global_step)
+
+
+@pytest.fixture(scope="session")
+def agent_toy(tmp_path_factory, tiny_model_path) -> tuple[Path, Path]:
+    """``(questions.jsonl, agent)``: the toy questions and the tiny model taught the answer format
+    (about half its answers parse after these steps, so both reward paths are exercised)."""
+    from habitat_eqarm.testing.agent_toy import make_toy_questions, teach_agent_format
+
+    questions = make_toy_questions(tmp_path_factory.mktemp("agent-toy"))
+    agent = teach_agent_format(tmp_path_factory.mktemp("agent"), tiny_model_path, questions)
+    return questions, agent

@@ -293,3 +293,29 @@ def test_cgrpo_under_zero3_on_two_processes(tmp_path, zero3_on_cpu, tiny_model_p
         for column in ("accuracy_reward", "format_reward", "boost_temporal", "boost_spatial"):
             assert math.isfinite(entry[f"rewards/{column}/mean"])
     assert (out / "model.safetensors").is_file() and (out / "cgrpo_curves.png").is_file()
+
+
+@pytest.mark.slow
+def test_agent_grpo_under_zero3_on_two_processes(
+    tmp_path, zero3_on_cpu, tiny_model_path, agent_toy
+):
+    """The agent trainer with an in-process EQA-RM on each process: the RM loads whole and
+    scores alone (a process with no parsable answer makes no RM call, so lockstep generation
+    across processes would hang), while the agent trains partitioned."""
+    questions, agent = agent_toy
+    out = tmp_path / "run"
+    script = ["-m", "habitat_eqarm.cli.main", "train", "agent", "--data", str(questions)]
+    script += ["--model_name_or_path", str(agent), "--rm_model", str(tiny_model_path)]
+    script += ["--output_dir", str(out), "--per_device_train_batch_size", "2"]
+    script += ["--num_generations", "4", "--max_completion_length", "24", "--max_steps", "2"]
+    script += ["--save_steps", "2", "--rm_max_new_tokens", "16", "--rm_batch_size", "4"]
+    proc = launch(zero3_on_cpu, [*script, *CPU_ARGS], tmp_path)
+    checkpoint = out / "checkpoint-2"
+    assert (checkpoint / MARKER).is_file(), proc.stdout[-2000:]
+    history = logged_steps(checkpoint)
+    assert sorted(history) == [1, 2]
+    for entry in history.values():
+        assert math.isfinite(entry["loss"])
+        assert math.isfinite(entry["rewards/rm_reward/mean"])
+        assert 0.0 <= entry["agent/unparsable"] <= 1.0
+    assert (out / "model.safetensors").is_file()

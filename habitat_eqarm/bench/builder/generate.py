@@ -30,13 +30,13 @@ from habitat_eqarm.bench.builder.common import (
     run_stage,
     split_list,
 )
-from habitat_eqarm.bench.builder.textmatch import answers_match
 from habitat_eqarm.data.openeqa import find_openeqa_dir, load_openeqa
 from habitat_eqarm.data.schema import SOURCES, EQAInstance, response_id
 from habitat_eqarm.rewards.backends.base import GenerationRequest
 from habitat_eqarm.rewards.parsing import ParsedResponse, parse_response
 from habitat_eqarm.rewards.prompts import GENERATOR_PROMPT, build_messages
 from habitat_eqarm.rewards.ray_engine import EngineOptions, check_engine
+from habitat_eqarm.rewards.textmatch import answers_match
 
 __all__ = ["GenerateConfig", "ParsedResponse", "parse_response", "run_generate"]
 

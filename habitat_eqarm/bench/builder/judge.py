@@ -36,13 +36,13 @@ from habitat_eqarm.bench.builder.common import (
     read_instances,
     run_stage,
 )
-from habitat_eqarm.bench.builder.textmatch import critique_leak
 from habitat_eqarm.data.schema import EQAInstance, check_unique_ids
 from habitat_eqarm.rewards.backends.base import GenerationRequest, GenerationResult
 from habitat_eqarm.rewards.model import EQARewardModel, Judgement, judgement_from_texts
 from habitat_eqarm.rewards.parsing import aggregate_scores
 from habitat_eqarm.rewards.prompts import JUDGE_PROMPT, Prompt
 from habitat_eqarm.rewards.ray_engine import EngineOptions, check_engine
+from habitat_eqarm.rewards.textmatch import critique_leak
 
 MODES = ("score", "llm_match", "both")
 

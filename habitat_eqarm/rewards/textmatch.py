@@ -1,9 +1,10 @@
-"""Cheap text checks of the builder: does an answer match the reference, does a critique leak it.
+"""Cheap text checks: does an answer match the reference, does a critique leak it.
 
 Both are heuristics over normalised words (lower case, no punctuation, number words as digits,
 articles and filler words dropped). They steer generation (ask for a wrong answer when every
-response so far looks right) and flag critiques for a human; the ground-truth scores themselves
-come from the judge and the reviewers, never from these functions.
+response so far looks right) and flag critiques for a human in the benchmark builder, and give
+agent GRPO its optional ground-truth-answer reward (an ablation beside EQA-RM's score). The
+benchmark's ground-truth scores come from the judge and the reviewers, never from these functions.
 """
 
 from __future__ import annotations

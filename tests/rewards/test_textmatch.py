@@ -1,6 +1,6 @@
 import pytest
 
-from habitat_eqarm.bench.builder.textmatch import answers_match, critique_leak
+from habitat_eqarm.rewards.textmatch import answers_match, critique_leak
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,168 @@
+"""Agent GRPO learns on the agent toy: EQA-RM reward and GT accuracy vs an lr-0 control.
+
+The toy (``habitat_eqarm.testing.agent_toy``): the tiny Qwen2-VL taught the answer format
+answers each synthetic question with its right answer or "purple" about equally often; EQA-RM
+is the tiny model after the toy RFT run (``testing.learning.rft_config``), which learnt to score
+the right answers about 9 and "purple" about 2 without seeing the GT answer. Agent GRPO with
+EQA-RM's score as the only reward (``gt_weight`` 0) should then move the agent to the right
+answers. Per seed (the GRPO run's seed: data order, the agent's and EQA-RM's sampling; the RM
+and the start agent are shared), a GRPO run and an lr-0 control that sees the same questions in
+the same order; the effect is the mean over the second half of the steps, GRPO minus control,
+of the EQA-RM reward and of the GT accuracy. Writes the curves to ``--png``; prints a Markdown
+table, then one JSON object as the last line.
+
+Usage: python benchmarks/agent_learning.py [--seeds 0,1,2] [--steps 120] [--png docs/...png]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+from pathlib import Path
+
+RM_REWARD = "rewards/rm_reward/mean"
+GT_ACCURACY = "agent/gt_accuracy"
+
+
+def late(history: list[dict], key: str) -> float:
+    """Mean of ``key`` over the second half of the logged steps."""
+    values = [e[key] for e in history if "step" in e and key in e]
+    values = values[len(values) // 2 :]
+    return sum(values) / len(values)
+
+
+def curve(history: list[dict], key: str) -> tuple[list[int], list[float]]:
+    points = [(e["step"], e[key]) for e in history if "step" in e and key in e]
+    return [p[0] for p in points], [p[1] for p in points]
+
+
+def plot(runs: dict[int, dict[str, list[dict]]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from habitat_eqarm.data.io import atomic_path
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, (key, title) in zip(
+        axes, ((RM_REWARD, "EQA-RM reward (score / 10)"), (GT_ACCURACY, "GT accuracy")), strict=True
+    ):
+        for name, colour in (("grpo", "tab:blue"), ("control", "tab:gray")):
+            for i, (_, by_name) in enumerate(sorted(runs.items())):
+                steps, values = curve(by_name[name], key)
+                window = min(10, len(values))
+                smooth = np.convolve(values, np.ones(window) / window, mode="valid")
+                label = f"{'agent GRPO' if name == 'grpo' else 'lr-0 control'}" if i == 0 else None
+                ax.plot(steps[window - 1 :], smooth, color=colour, alpha=0.8, label=label)
+        ax.set_title(f"{title}, {len(runs)} seeds, 10-step running mean")
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", default="0,1,2", help="GRPO seeds, comma-separated")
+    parser.add_argument("--steps", type=int, default=120, help="GRPO steps per run")
+    parser.add_argument("--png", default="docs/agent_grpo_learning.png", help="curves PNG")
+    parser.add_argument("--lr", type=float, default=5e-4, help="GRPO learning rate")
+    parser.add_argument("--format_steps", type=int, default=400, help="SFT steps of the agent")
+    args = parser.parse_args()
+
+    from habitat_eqarm.testing import make_tiny_model
+    from habitat_eqarm.testing.agent_toy import (
+        CPU,
+        SMALL,
+        make_toy_questions,
+        teach_agent_format,
+    )
+    from habitat_eqarm.testing.learning import rft_config
+    from habitat_eqarm.testing.toy import make_toy_rft_set
+    from habitat_eqarm.training.agent_grpo import train_agent_grpo
+    from habitat_eqarm.training.agent_grpo_config import AgentGRPOConfig
+    from habitat_eqarm.training.rft import train_rft
+
+    tmp = Path(tempfile.mkdtemp(prefix="agent-learning-"))
+    base = make_tiny_model(tmp / "tiny", seed=0)
+    toy = make_toy_rft_set(tmp / "toy")
+    rm = tmp / "rft"
+    train_rft(rft_config(rm, base, toy))
+    questions = make_toy_questions(tmp / "questions")
+    agent = teach_agent_format(tmp / "agent", base, questions, steps=args.format_steps)
+
+    runs: dict[int, dict[str, list[dict]]] = {}
+    rows = []
+    for seed in [int(s) for s in args.seeds.split(",")]:
+        runs[seed] = {}
+        for name, lr in (("control", 0.0), ("grpo", args.lr)):
+            cfg = AgentGRPOConfig(
+                output_dir=str(tmp / f"{name}-{seed}"),
+                model_name_or_path=str(agent),
+                data=str(questions),
+                rm_model=str(rm),
+                rm_device="cpu",
+                rm_max_new_tokens=48,
+                num_generations=8,
+                per_device_train_batch_size=8,
+                max_completion_length=48,
+                learning_rate=lr,
+                lr_scheduler_type="constant",
+                weight_decay=0.0,
+                max_steps=args.steps,
+                logging_steps=1,
+                save_steps=10_000,
+                seed=seed,
+                **CPU,
+                **SMALL,
+            )
+            runs[seed][name] = train_agent_grpo(cfg).state.log_history
+        effect = {
+            key: late(runs[seed]["grpo"], key) - late(runs[seed]["control"], key)
+            for key in (RM_REWARD, GT_ACCURACY)
+        }
+        rows.append(
+            {
+                "seed": seed,
+                "control_rm_reward": round(late(runs[seed]["control"], RM_REWARD), 3),
+                "grpo_rm_reward": round(late(runs[seed]["grpo"], RM_REWARD), 3),
+                "rm_reward_effect": round(effect[RM_REWARD], 3),
+                "control_gt_accuracy": round(late(runs[seed]["control"], GT_ACCURACY), 3),
+                "grpo_gt_accuracy": round(late(runs[seed]["grpo"], GT_ACCURACY), 3),
+                "gt_accuracy_effect": round(effect[GT_ACCURACY], 3),
+            }
+        )
+        print(json.dumps(rows[-1]), flush=True)
+    plot(runs, Path(args.png))
+    head = (
+        "| seed | EQA-RM reward: control / GRPO | effect | GT accuracy: control / GRPO | effect |"
+    )
+    print(head)
+    print("|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['seed']} | {r['control_rm_reward']:.3f} / {r['grpo_rm_reward']:.3f} | "
+            f"{r['rm_reward_effect']:+.3f} | {r['control_gt_accuracy']:.3f} / "
+            f"{r['grpo_gt_accuracy']:.3f} | {r['gt_accuracy_effect']:+.3f} |"
+        )
+    result = {
+        "steps": args.steps,
+        "lr": args.lr,
+        "seeds": rows,
+        "min_rm_reward_effect": min(r["rm_reward_effect"] for r in rows),
+        "min_gt_accuracy_effect": min(r["gt_accuracy_effect"] for r in rows),
+        "mean_gt_accuracy_effect": round(statistics.mean(r["gt_accuracy_effect"] for r in rows), 3),
+        "png": args.png,
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
