@@ -11,13 +11,13 @@ complete checkpoint.
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from habitat_eqarm.data.episode import EpisodeMemory
+from habitat_eqarm.data.episode_cache import keyframe_images
 from habitat_eqarm.data.io import atomic_write_text
 from habitat_eqarm.data.loading import load_instances
 from habitat_eqarm.data.schema import EQAInstance
@@ -158,19 +158,6 @@ def attach_images(batch: dict[str, list]) -> dict[str, list]:
         for path, indices in zip(batch["episode_path"], batch["keyframe_indices"], strict=True)
     ]
     return out
-
-
-@functools.lru_cache(maxsize=16)
-def keyframe_images(path: str, indices: tuple[int, ...]) -> tuple[Any, ...]:
-    """An episode's frames at ``indices`` as PIL images, decoded once for recent calls.
-
-    GRPO batches hold each prompt G times (TRL repeats the row), and RFT keeps several targets
-    of one instance, so the same keyframes are asked for again and again; nothing downstream
-    modifies the images (the processor and the perturbations copy them).
-    """
-    from PIL import Image
-
-    return tuple(Image.fromarray(f) for f in EpisodeMemory.from_path(path).frames(list(indices)))
 
 
 def drop_longer(dataset: Any, limit: int | None, tokens: Callable[[dict], int]) -> tuple[Any, int]:
