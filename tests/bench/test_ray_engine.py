@@ -24,7 +24,9 @@ ACTOR = "ray::MapWorker(MapBatches(_ShardActor))"
 
 def eval_args(model, data, out, *extra):
     args = ["eval", "--model", str(model), "--data", str(data), "--out", str(out), "--k", "1,2,4"]
-    return [*args, "--max_new_tokens", "6", "--batch_size", "1", "--bootstrap", "0", *extra]
+    # 24 tokens: each shard is busy long enough (about a second) for the killer to catch an
+    # actor at work; with 6 the whole run could end between two of its looks on a loaded machine
+    return [*args, "--max_new_tokens", "24", "--batch_size", "1", "--bootstrap", "0", *extra]
 
 
 TORN = '{"fingerprint": {"mo'
@@ -89,7 +91,9 @@ def test_eval_on_ray_survives_a_killed_actor_and_equals_the_local_engine(
     distributed.mkdir()
     first = (local / "samples.jsonl").read_text().splitlines()[0]
     (distributed / "samples.jsonl").write_text(f"{first}\n{TORN}")
-    killer = ActorKiller(distributed / "samples.jsonl", after=3)  # a Ray result is in
+    # the first actor seen at work is killed (the cache holds the 2 starting lines): waiting
+    # for a Ray result first lost the race twice on a loaded machine (the run had ended)
+    killer = ActorKiller(distributed / "samples.jsonl", after=2)
     killer.start()
     try:
         args = ["--engine", "ray", "--ray_workers", "2"]
