@@ -57,7 +57,7 @@ format: $(STAMP)
 test: chromium $(STAMP) $(HSTAMP)
 	@lint=0; main=0; hab=0; \
 	$(MAKE) --no-print-directory lint || lint=1; \
-	$(BIN)/python -m pytest -q --ignore=tests/habitat || main=$$?; \
+	$(BIN)/python -m pytest -q --durations=15 --ignore=tests/habitat || main=$$?; \
 	$(HBIN)/python -m pytest -q tests/habitat || hab=$$?; \
 	say() { [ "$$1" = 0 ] && echo ok || echo "FAILED (exit $$1)"; }; \
 	echo "make test: lint $$(say $$lint); main suite $$(say $$main); habitat suite $$(say $$hab)"; \
