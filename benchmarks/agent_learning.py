@@ -74,7 +74,7 @@ def plot(runs: dict[int, dict[str, list[dict]]], path: Path, measures=MEASURES["
                 smooth = np.convolve(values, np.ones(window) / window, mode="valid")
                 label = f"{'agent GRPO' if name == 'grpo' else 'lr-0 control'}" if i == 0 else None
                 ax.plot(steps[window - 1 :], smooth, color=colour, alpha=0.8, label=label)
-        ax.set_title(f"{title}, {len(runs)} seeds, 10-step running mean")
+        ax.set_title(f"{title}\n{len(runs)} seeds, 10-step running mean")
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
         ax.legend()

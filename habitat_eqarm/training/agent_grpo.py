@@ -175,16 +175,42 @@ def revision_rows(
     the same keyframes), ``first_reward`` (R1 = score / 10), ``first_answer`` and
     ``first_critique``. A first answer that does not parse, or that EQA-RM could not score, is
     counted and gives no row (the env's two-turn mode offers no revision without one either).
-    The rows are written to ``revision_rows.jsonl`` and read back from there on a resumed run, so
-    it revises exactly the same first answers.
+    The rows are written to ``revision_rows.jsonl`` (after a fingerprint line: the agent, EQA-RM,
+    data, seed and questions) and read back from there on a resumed run, so it revises exactly
+    the same first answers; a file made for another run is a ValueError.
     """
+    # several processes: the main one writes the rows, the others then read them
+    with cfg.main_process_first(local=cfg.save_on_each_node, desc="revise: first answers"):
+        records = _revision_records(cfg, rows, rm_reward)
+    stats.skipped_no_first_answer = sum(r is None for r in records)
+    stats.skipped_no_first_score = sum(r == {} for r in records)
+    return [r for r in records if r]
+
+
+def _revision_records(
+    cfg: AgentGRPOConfig, rows: list[dict[str, Any]], rm_reward: EQARMAgentReward
+) -> list[dict[str, Any] | None]:
+    """One record per first answer (None: unparsable, {}: unscored), from the cache if any."""
     cache = Path(cfg.output_dir) / REVISION_ROWS
+    fingerprint = {
+        "agent": cfg.model_name_or_path,
+        "rm_model": cfg.rm_model,
+        "data": cfg.data,
+        "seed": cfg.seed,
+        "first_answers": cfg.first_answers,
+        "questions": [row["question_id"] for row in rows],
+    }
     if cache.is_file():
-        cached = [json.loads(line) for line in cache.read_text().splitlines() if line.strip()]
-        stats.skipped_no_first_answer = sum(r is None for r in cached)
-        stats.skipped_no_first_score = sum(r == {} for r in cached)
-        return [r for r in cached if r]
-    texts = first_answer_texts(cfg, rows, rm_reward.reward_model)
+        lines = [json.loads(line) for line in cache.read_text().splitlines() if line.strip()]
+        if not lines or lines[0] != {"fingerprint": fingerprint}:
+            raise ValueError(
+                f"{cache}: made for another run (its first line is the agent, EQA-RM, data, "
+                f"seed and questions it was made for, expected {fingerprint}); remove it or "
+                "use a new output_dir"
+            )
+        return lines[1:]
+    with one_process_inference(cfg):
+        texts = first_answer_texts(cfg, rows, rm_reward.reward_model)
     firsts = []  # (row, parsed first answer, the question with it)
     records: list[dict[str, Any] | None] = []
     for row, samples in zip(rows, texts, strict=True):
@@ -213,10 +239,9 @@ def revision_rows(
                 "first_reward": judgement.score / 10.0,
             }
         )
-    atomic_write_text(cache, "".join(json.dumps(r) + "\n" for r in records))
-    stats.skipped_no_first_answer = sum(r is None for r in records)
-    stats.skipped_no_first_score = sum(r == {} for r in records)
-    return [r for r in records if r]
+    lines = [{"fingerprint": fingerprint}, *records]
+    atomic_write_text(cache, "".join(json.dumps(r) + "\n" for r in lines))
+    return records
 
 
 def prepare(

@@ -369,7 +369,12 @@ def test_revision_rows_hold_the_first_answer_and_its_critique_and_are_cached(
     assert again.calls == 0 and stats2.to_dict() == stats.to_dict()
     keys = ("prompt", "first_answer", "first_reward", "first_critique")
     assert [[r[k] for k in keys] for r in cached] == [[r[k] for k in keys] for r in dataset]
-    assert (tmp_path / "o" / REVISION_ROWS).is_file()
+    # rows made for another run are refused, naming the file
+    other = config(
+        tmp_path / "o", agent_toy[1], data, str(rft_run.output_dir), **REVISE, first_answers=1
+    )
+    with pytest.raises(ValueError, match=f"{REVISION_ROWS}: made for another run"):
+        prepare(other, again)
     judge.reward_model.close()
 
 
