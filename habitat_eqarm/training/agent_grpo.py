@@ -10,6 +10,13 @@ reasoning steps) and scores **all of a step's completions in one batched call** 
 then run concurrently). An optional :class:`GTAnswerReward` column mixes in the ground-truth
 answer match with a weight, for ablations.
 
+``mode: revise`` (critique-guided GRPO) makes each prompt the revision turn instead: before
+training the start agent answers each question, EQA-RM judges those first answers in one call,
+and each row holds the revision prompt (:func:`~habitat_eqarm.rewards.revision.revision_messages`:
+first trace and answer, critique, score) and R1 (:func:`revision_rows`, cached in
+``revision_rows.jsonl``); ``rm_reward`` then scores the revision (R2) and the optional
+:class:`ImprovementReward` column pays R2 - R1.
+
 Blocking: GRPO needs a step's rewards before its advantages, so the policy waits for the RM's
 scoring in every step whatever the call style; what batching buys is that the wait is one batched
 generation rather than one per completion (``benchmarks/agent_grpo_step.py`` measures the ratio
