@@ -11,7 +11,15 @@ the same order; the effect is the mean over the second half of the steps, GRPO m
 of the EQA-RM reward and of the GT accuracy. Writes the curves to ``--png``; prints a Markdown
 table, then one JSON object as the last line.
 
+``--mode revise`` (critique-guided GRPO, ``AgentGRPOConfig(mode="revise")``): the agent is also
+taught to revise in format, ignoring the critique (``teach_agent_format(revision=True)``);
+each prompt is the revision turn after one of the start agent's first answers and EQA-RM's
+critique and score of it; the reward is EQA-RM's score of the revised answer. The measures are
+then the revised-minus-first EQA-RM reward (``revise/improvement``, R2 - R1) and GT accuracy
+(``revise/gt_gain``), revise-GRPO vs the lr-0 control.
+
 Usage: python benchmarks/agent_learning.py [--seeds 0,1,2] [--steps 120] [--png docs/...png]
+  [--mode answer|revise]
 """
 
 from __future__ import annotations
@@ -24,6 +32,16 @@ from pathlib import Path
 
 RM_REWARD = "rewards/rm_reward/mean"
 GT_ACCURACY = "agent/gt_accuracy"
+IMPROVEMENT = "revise/improvement"
+GT_GAIN = "revise/gt_gain"
+#: per mode: (EQA-RM measure, its title), (GT measure, its title)
+MEASURES = {
+    "answer": ((RM_REWARD, "EQA-RM reward (score / 10)"), (GT_ACCURACY, "GT accuracy")),
+    "revise": (
+        (IMPROVEMENT, "EQA-RM reward, revised minus first"),
+        (GT_GAIN, "GT accuracy, revised minus first"),
+    ),
+}
 
 
 def late(history: list[dict], key: str) -> float:
@@ -38,7 +56,7 @@ def curve(history: list[dict], key: str) -> tuple[list[int], list[float]]:
     return [p[0] for p in points], [p[1] for p in points]
 
 
-def plot(runs: dict[int, dict[str, list[dict]]], path: Path) -> None:
+def plot(runs: dict[int, dict[str, list[dict]]], path: Path, measures=MEASURES["answer"]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -48,9 +66,7 @@ def plot(runs: dict[int, dict[str, list[dict]]], path: Path) -> None:
     from habitat_eqarm.data.io import atomic_path
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for ax, (key, title) in zip(
-        axes, ((RM_REWARD, "EQA-RM reward (score / 10)"), (GT_ACCURACY, "GT accuracy")), strict=True
-    ):
+    for ax, (key, title) in zip(axes, measures, strict=True):
         for name, colour in (("grpo", "tab:blue"), ("control", "tab:gray")):
             for i, (_, by_name) in enumerate(sorted(runs.items())):
                 steps, values = curve(by_name[name], key)
@@ -58,7 +74,7 @@ def plot(runs: dict[int, dict[str, list[dict]]], path: Path) -> None:
                 smooth = np.convolve(values, np.ones(window) / window, mode="valid")
                 label = f"{'agent GRPO' if name == 'grpo' else 'lr-0 control'}" if i == 0 else None
                 ax.plot(steps[window - 1 :], smooth, color=colour, alpha=0.8, label=label)
-        ax.set_title(f"{title}, {len(runs)} seeds, 10-step running mean")
+        ax.set_title(f"{title}\n{len(runs)} seeds, 10-step running mean")
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
         ax.legend()
@@ -75,7 +91,10 @@ def main() -> None:
     parser.add_argument("--png", default="docs/agent_grpo_learning.png", help="curves PNG")
     parser.add_argument("--lr", type=float, default=5e-4, help="GRPO learning rate")
     parser.add_argument("--format_steps", type=int, default=400, help="SFT steps of the agent")
+    parser.add_argument("--rm", help="an EQA-RM trained by the toy RFT run already (skips it)")
+    parser.add_argument("--mode", default="answer", choices=sorted(MEASURES), help="GRPO mode")
     args = parser.parse_args()
+    (rm_key, _), (gt_key, _) = measures = MEASURES[args.mode]
 
     from habitat_eqarm.testing import make_tiny_model
     from habitat_eqarm.testing.agent_toy import (
@@ -92,11 +111,13 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="agent-learning-"))
     base = make_tiny_model(tmp / "tiny", seed=0)
-    toy = make_toy_rft_set(tmp / "toy")
-    rm = tmp / "rft"
-    train_rft(rft_config(rm, base, toy))
+    rm = Path(args.rm) if args.rm else tmp / "rft"
+    if not args.rm:
+        train_rft(rft_config(rm, base, make_toy_rft_set(tmp / "toy")))
     questions = make_toy_questions(tmp / "questions")
-    agent = teach_agent_format(tmp / "agent", base, questions, steps=args.format_steps)
+    agent = teach_agent_format(
+        tmp / "agent", base, questions, steps=args.format_steps, revision=args.mode == "revise"
+    )
 
     runs: dict[int, dict[str, list[dict]]] = {}
     rows = []
@@ -120,31 +141,36 @@ def main() -> None:
                 logging_steps=1,
                 save_steps=10_000,
                 seed=seed,
+                mode=args.mode,
                 **CPU,
                 **SMALL,
             )
             runs[seed][name] = train_agent_grpo(cfg).state.log_history
         effect = {
             key: late(runs[seed]["grpo"], key) - late(runs[seed]["control"], key)
-            for key in (RM_REWARD, GT_ACCURACY)
+            for key in (rm_key, gt_key)
         }
+        # in mode revise, the keys named *rm_reward* / *gt_accuracy* hold the revised-minus-
+        # first measures (``measures`` in the JSON names them)
         rows.append(
             {
                 "seed": seed,
-                "control_rm_reward": round(late(runs[seed]["control"], RM_REWARD), 3),
-                "grpo_rm_reward": round(late(runs[seed]["grpo"], RM_REWARD), 3),
-                "rm_reward_effect": round(effect[RM_REWARD], 3),
-                "control_gt_accuracy": round(late(runs[seed]["control"], GT_ACCURACY), 3),
-                "grpo_gt_accuracy": round(late(runs[seed]["grpo"], GT_ACCURACY), 3),
-                "gt_accuracy_effect": round(effect[GT_ACCURACY], 3),
+                "control_rm_reward": round(late(runs[seed]["control"], rm_key), 3),
+                "grpo_rm_reward": round(late(runs[seed]["grpo"], rm_key), 3),
+                "rm_reward_effect": round(effect[rm_key], 3),
+                "control_gt_accuracy": round(late(runs[seed]["control"], gt_key), 3),
+                "grpo_gt_accuracy": round(late(runs[seed]["grpo"], gt_key), 3),
+                "gt_accuracy_effect": round(effect[gt_key], 3),
             }
         )
+        if args.mode == "revise":  # the revised answers' own reward, and the first answers'
+            for name in ("control", "grpo"):
+                rows[-1][f"{name}_revised_reward"] = round(late(runs[seed][name], RM_REWARD), 3)
+            rows[-1]["first_reward"] = round(late(runs[seed]["control"], "revise/first_reward"), 3)
         print(json.dumps(rows[-1]), flush=True)
-    plot(runs, Path(args.png))
-    head = (
-        "| seed | EQA-RM reward: control / GRPO | effect | GT accuracy: control / GRPO | effect |"
-    )
-    print(head)
+    plot(runs, Path(args.png), measures)
+    (_, rm_title), (_, gt_title) = measures
+    print(f"| seed | {rm_title}: control / GRPO | effect | {gt_title}: control / GRPO | effect |")
     print("|---|---|---|---|---|")
     for r in rows:
         print(
@@ -153,6 +179,8 @@ def main() -> None:
             f"{r['grpo_gt_accuracy']:.3f} | {r['gt_accuracy_effect']:+.3f} |"
         )
     result = {
+        "mode": args.mode,
+        "measures": [rm_key, gt_key],
         "steps": args.steps,
         "lr": args.lr,
         "seeds": rows,

@@ -45,32 +45,66 @@ def format_target(answer: str) -> str:
     )
 
 
-def _format_rows(questions: list[EQAInstance]) -> list[dict[str, Any]]:
+#: The critique and score the toy RM writes for a right / a "purple" answer (its RFT targets)
+TOY_CRITIQUES = {True: ("is confirmed by", 9.0), False: ("is contradicted by", 2.0)}
+
+
+def toy_revision_prompt(question: EQAInstance, first: str, n_frames: int) -> list[dict]:
+    """The revision prompt after first answer ``first``, with a critique like the toy RM's."""
+    from habitat_eqarm.rewards.revision import revision_messages
+
+    verdict, score = TOY_CRITIQUES[first != WRONG]
+    answered = EQAInstance.from_dict(
+        {**question.to_dict(), "predicted_answer": first, "reasoning_steps": []}
+    )
+    answered.reasoning_steps = ["I walked through the rooms.", f"I answer {first}."]
+    critique = f"The answer {first} {verdict} the frames."
+    return revision_messages(answered, critique, score, n_frames)
+
+
+def _format_rows(questions: list[EQAInstance], revision: bool) -> list[dict[str, Any]]:
     from habitat_eqarm.rewards.prompts import GENERATOR_PROMPT, build_messages
     from habitat_eqarm.training.common import instance_keyframes
 
     rows = []
     for q in questions:
         indices = instance_keyframes(q, SMALL["num_keyframes"])
-        for answer in (q.gt_answer, WRONG):
-            text = format_target(answer)
-            rows.append(
-                {
-                    "episode_path": q.episode_path,
-                    "keyframe_indices": indices,
-                    "prompt": build_messages(GENERATOR_PROMPT, q, len(indices)),
-                    "completion": [
-                        {"role": "assistant", "content": [{"type": "text", "text": text}]}
-                    ],
-                }
-            )
+        prompts = [build_messages(GENERATOR_PROMPT, q, len(indices))]
+        if revision:  # each critique followed by either answer: the critique is not yet used
+            prompts += [
+                toy_revision_prompt(q, first, len(indices)) for first in (q.gt_answer, WRONG)
+            ]
+        for prompt in prompts:
+            for answer in (q.gt_answer, WRONG):
+                text = format_target(answer)
+                rows.append(
+                    {
+                        "episode_path": q.episode_path,
+                        "keyframe_indices": indices,
+                        "prompt": prompt,
+                        "completion": [
+                            {"role": "assistant", "content": [{"type": "text", "text": text}]}
+                        ],
+                    }
+                )
     return rows
 
 
 def teach_agent_format(
-    out: str | Path, model: str | Path, questions: str | Path, *, steps: int = FORMAT_STEPS, seed=0
+    out: str | Path,
+    model: str | Path,
+    questions: str | Path,
+    *,
+    steps: int = FORMAT_STEPS,
+    seed=0,
+    revision: bool = False,
 ) -> Path:
-    """SFT ``model`` on format answers to ``questions`` (see the module doc); the saved agent."""
+    """SFT ``model`` on format answers to ``questions`` (see the module doc); the saved agent.
+
+    ``revision``: also on revision prompts (a first answer, right or "purple", and a critique
+    like the toy RM's), each followed by either answer, so the agent revises in format but, at
+    the start, without regard to the critique: the start of critique-guided GRPO
+    (``AgentGRPOConfig(mode="revise")``)."""
     from datasets import Dataset
     from transformers import AutoProcessor
     from trl import SFTConfig
@@ -80,7 +114,7 @@ def teach_agent_format(
     from habitat_eqarm.training.common import attach_images
     from habitat_eqarm.training.rft import RFTTrainer
 
-    rows = _format_rows(read_jsonl(questions))
+    rows = _format_rows(read_jsonl(questions), revision)
     dataset = Dataset.from_list(rows).with_transform(attach_images)
     processor = AutoProcessor.from_pretrained(str(model))
     processor.image_processor.size = pixel_size(SMALL["max_pixels"])

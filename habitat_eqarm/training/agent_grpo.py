@@ -10,6 +10,13 @@ reasoning steps) and scores **all of a step's completions in one batched call** 
 then run concurrently). An optional :class:`GTAnswerReward` column mixes in the ground-truth
 answer match with a weight, for ablations.
 
+``mode: revise`` (critique-guided GRPO) makes each prompt the revision turn instead: before
+training the start agent answers each question, EQA-RM judges those first answers in one call,
+and each row holds the revision prompt (:func:`~habitat_eqarm.rewards.revision.revision_messages`:
+first trace and answer, critique, score) and R1 (:func:`revision_rows`, cached in
+``revision_rows.jsonl``); ``rm_reward`` then scores the revision (R2) and the optional
+:class:`ImprovementReward` column pays R2 - R1.
+
 Blocking: GRPO needs a step's rewards before its advantages, so the policy waits for the RM's
 scoring in every step whatever the call style; what batching buys is that the wait is one batched
 generation rather than one per completion (``benchmarks/agent_grpo_step.py`` measures the ratio
@@ -40,10 +47,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from habitat_eqarm.data.io import atomic_write_text
 from habitat_eqarm.data.schema import EQAInstance
+from habitat_eqarm.rewards.backends.base import GenerationRequest, SamplingParams, load_backend
 from habitat_eqarm.rewards.model import EQARewardModel
 from habitat_eqarm.rewards.parsing import ParsedResponse, parse_response
 from habitat_eqarm.rewards.prompts import GENERATOR_PROMPT, build_messages
+from habitat_eqarm.rewards.revision import revision_messages
 from habitat_eqarm.rewards.textmatch import answers_match
 from habitat_eqarm.training.agent_grpo_config import AgentGRPOConfig
 from habitat_eqarm.training.cgrpo import CurvesPlot, prompt_tokens
@@ -78,6 +88,9 @@ class AgentGRPOStats:
     skipped_no_frames: int = 0
     skipped_too_long: int = 0
     without_gt_answer: int = 0  # kept, but no GT reward / accuracy for them
+    # mode revise: first answers the start agent wrote that give no revision prompt
+    skipped_no_first_answer: int = 0  # no parsable <predicted_answer>
+    skipped_no_first_score: int = 0  # EQA-RM gave no well-formed evaluation of it
 
     def to_dict(self) -> dict[str, int]:
         """A JSON-serialisable dict."""
@@ -130,15 +143,132 @@ def agent_rows(
     return rows
 
 
-def prepare(cfg: AgentGRPOConfig) -> tuple[Any, Any, AgentGRPOStats]:
+REVISION_ROWS = "revision_rows.jsonl"
+
+
+def first_answer_texts(cfg: AgentGRPOConfig, rows: list[dict[str, Any]], model: EQARewardModel):
+    """The start agent's (``cfg.model_name_or_path``) first answers: ``cfg.first_answers``
+    texts per row's generator prompt, sampled at the GRPO temperature, seeded by the run."""
+    device = "cpu" if cfg.use_cpu else None
+    agent = load_backend("hf", cfg.model_name_or_path, device=device, max_pixels=cfg.max_pixels)
+    try:
+        requests = []
+        for row in rows:
+            frames, _ = model.keyframes_for(EQAInstance.from_dict(json.loads(row["instance"])))
+            requests.append(GenerationRequest(row["prompt"], frames, prompt_id=GENERATOR_PROMPT.id))
+        params = SamplingParams(
+            k=cfg.first_answers,
+            temperature=cfg.temperature,
+            top_p=cfg.top_p,
+            max_new_tokens=cfg.max_completion_length or 512,
+            seed=step_seed(cfg.seed, -1),
+        )
+        return [result.texts for result in agent.generate(requests, params)]
+    finally:
+        agent.close()
+
+
+def revision_rows(
+    cfg: AgentGRPOConfig,
+    rows: list[dict[str, Any]],
+    rm_reward: EQARMAgentReward,
+    stats: AgentGRPOStats,
+) -> list[dict[str, Any]]:
+    """Question rows -> revision-turn rows (``mode: revise``), cached in ``output_dir``.
+
+    Per question, the start agent's first answers, each judged by EQA-RM (one batched call, the
+    seed of "step 0"); a row per judged answer: the revision prompt (the first trace and answer,
+    EQA-RM's critique and score), the question as ``instance`` (the revised answer is judged on
+    the same keyframes), ``first_reward`` (R1 = score / 10), ``first_answer`` and
+    ``first_critique``. A first answer that does not parse, or that EQA-RM could not score, is
+    counted and gives no row (the env's two-turn mode offers no revision without one either).
+    The rows are written to ``revision_rows.jsonl`` (after a fingerprint line: the agent, EQA-RM,
+    data, seed and questions) and read back from there on a resumed run, so it revises exactly
+    the same first answers; a file made for another run is a ValueError.
+    """
+    # several processes: the main one writes the rows, the others then read them
+    with cfg.main_process_first(local=cfg.save_on_each_node, desc="revise: first answers"):
+        records = _revision_records(cfg, rows, rm_reward)
+    stats.skipped_no_first_answer = sum(r is None for r in records)
+    stats.skipped_no_first_score = sum(r == {} for r in records)
+    return [r for r in records if r]
+
+
+def _revision_records(
+    cfg: AgentGRPOConfig, rows: list[dict[str, Any]], rm_reward: EQARMAgentReward
+) -> list[dict[str, Any] | None]:
+    """One record per first answer (None: unparsable, {}: unscored), from the cache if any."""
+    cache = Path(cfg.output_dir) / REVISION_ROWS
+    fingerprint = {
+        "agent": cfg.model_name_or_path,
+        "rm_model": cfg.rm_model,
+        "data": cfg.data,
+        "seed": cfg.seed,
+        "first_answers": cfg.first_answers,
+        "questions": [row["question_id"] for row in rows],
+    }
+    if cache.is_file():
+        lines = [json.loads(line) for line in cache.read_text().splitlines() if line.strip()]
+        if not lines or lines[0] != {"fingerprint": fingerprint}:
+            raise ValueError(
+                f"{cache}: made for another run (its first line is the agent, EQA-RM, data, "
+                f"seed and questions it was made for, expected {fingerprint}); remove it or "
+                "use a new output_dir"
+            )
+        return lines[1:]
+    with one_process_inference(cfg):
+        texts = first_answer_texts(cfg, rows, rm_reward.reward_model)
+    firsts = []  # (row, parsed first answer, the question with it)
+    records: list[dict[str, Any] | None] = []
+    for row, samples in zip(rows, texts, strict=True):
+        for text in samples:
+            parsed = parse_response(text)
+            if parsed.answer is None:
+                records.append(None)
+            else:
+                firsts.append((row, parsed, answered(row["instance"], parsed)))
+    judged = rm_reward.score(0, [first for _, _, first in firsts])
+    for (row, parsed, first), judgement in zip(firsts, judged, strict=True):
+        if judgement.score is None:
+            records.append({})
+            continue
+        critique = next((s.critique for s in judgement.samples if s.score is not None), None)
+        n = len(row["keyframe_indices"])
+        records.append(
+            {
+                **row,
+                "prompt": revision_messages(first, critique, judgement.score, n),
+                "first_answer": parsed.answer,
+                "first_gt_match": float(answers_match(parsed.answer, [row["gt_answer"]]))
+                if row["gt_answer"]
+                else None,
+                "first_critique": critique or "",
+                "first_reward": judgement.score / 10.0,
+            }
+        )
+    lines = [{"fingerprint": fingerprint}, *records]
+    atomic_write_text(cache, "".join(json.dumps(r) + "\n" for r in lines))
+    return records
+
+
+def prepare(
+    cfg: AgentGRPOConfig, rm_reward: EQARMAgentReward | None = None
+) -> tuple[Any, Any, AgentGRPOStats]:
     """The training dataset (images loaded lazily), the processor, and what was skipped.
 
-    Writes ``agentgrpo_stats.json``; raises ValueError when no question is usable.
+    ``mode: revise`` needs ``rm_reward`` (EQA-RM judges the first answers, see
+    :func:`revision_rows`). Writes ``agentgrpo_stats.json``; raises ValueError when no question
+    is usable.
     """
     stats = AgentGRPOStats()
+    if cfg.mode == "revise" and rm_reward is None:
+        raise ValueError("agent GRPO mode revise: EQA-RM must judge the first answers")
 
     def rows(instances: list[EQAInstance]) -> list[dict[str, Any]]:
-        return agent_rows(instances, cfg.num_keyframes, stats)
+        questions = agent_rows(instances, cfg.num_keyframes, stats)
+        if cfg.mode == "revise" and questions:
+            return revision_rows(cfg, questions, rm_reward, stats)
+        return questions
 
     def tokens(example: dict[str, Any], processor: Any) -> int:
         return prompt_tokens(example, processor, cfg)
@@ -205,6 +335,7 @@ class EQARMAgentReward:
         self.alone = alone
         self.seconds = 0.0
         self.calls = 0
+        self.last: list[float] = []  # the latest call's rewards (read by ImprovementReward)
 
     def __call__(
         self,
@@ -242,6 +373,12 @@ class EQARMAgentReward:
         log_metric("agent/unparsable", sum(r == NO_ANSWER for r in reasons) / n)
         log_metric("agent/rm_no_score", sum(r == RM_NO_SCORE for r in reasons) / n)
         log_extra("reward_reason", reasons)
+        first = columns.get("first_reward")
+        if first is not None:  # mode revise: how the revisions compare with the first answers
+            log_metric("revise/first_reward", sum(first) / n)
+            gains = [r - f for r, f in zip(rewards, first, strict=True)]
+            log_metric("revise/improvement", sum(gains) / n)
+        self.last = rewards
         return rewards
 
     def score(self, step: int, instances: list[EQAInstance]) -> list[Any]:
@@ -266,6 +403,22 @@ class EQARMAgentReward:
         finally:
             self.seconds += time.perf_counter() - start
         return judged
+
+
+class ImprovementReward:
+    """TRL reward function of ``mode: revise``: R2 - R1, the revised answer's ``rm_reward``
+    (read from ``rm_reward``'s latest call, which TRL makes first) minus the first answer's
+    (the row's ``first_reward``). Why it changes little under GRPO: docs/agent_grpo.md."""
+
+    def __init__(self, rm_reward: EQARMAgentReward) -> None:
+        self.__name__ = "improvement"
+        self.rm_reward = rm_reward
+
+    def __call__(self, prompts: list, completions: list, first_reward: list[float], **_: Any):
+        revised = self.rm_reward.last
+        if len(revised) != len(completions):
+            raise RuntimeError("improvement must follow rm_reward in the reward functions")
+        return [r - f for r, f in zip(revised, first_reward, strict=True)]
 
 
 class GTAnswerReward:
@@ -312,6 +465,26 @@ def load_reward_model(cfg: AgentGRPOConfig) -> EQARewardModel:
     )
 
 
+def make_rm_reward(
+    args: AgentGRPOConfig, reward_model: EQARewardModel | None = None
+) -> EQARMAgentReward:
+    """The ``rm_reward`` function ``args`` describes, over ``reward_model`` or the one it names."""
+    if reward_model is None:
+        with one_process_inference(args):  # whole, not partitioned by ZeRO-3
+            reward_model = load_reward_model(args)
+    return EQARMAgentReward(
+        reward_model,
+        k=args.rm_k,
+        aggregate=args.rm_aggregate,
+        temperature=args.rm_temperature,
+        top_p=args.rm_top_p,
+        max_new_tokens=args.rm_max_new_tokens,
+        seed=args.seed,
+        batch=args.rm_batch,
+        alone=functools.partial(one_process_inference, args),
+    )
+
+
 class AgentGRPOTrainer(ResumeWeights, GRPOHooks):
     """TRL's ``GRPOTrainer`` whose rewards are EQA-RM's score and, optionally, the GT match.
 
@@ -328,22 +501,12 @@ class AgentGRPOTrainer(ResumeWeights, GRPOHooks):
         weights: list[float] = []
         self.rm_reward: EQARMAgentReward | None = None
         if args.rm_weight > 0:
-            if reward_model is None:
-                with one_process_inference(args):  # whole, not partitioned by ZeRO-3
-                    reward_model = load_reward_model(args)
-            self.rm_reward = EQARMAgentReward(
-                reward_model,
-                k=args.rm_k,
-                aggregate=args.rm_aggregate,
-                temperature=args.rm_temperature,
-                top_p=args.rm_top_p,
-                max_new_tokens=args.rm_max_new_tokens,
-                seed=args.seed,
-                batch=args.rm_batch,
-                alone=functools.partial(one_process_inference, args),
-            )
+            self.rm_reward = make_rm_reward(args, reward_model)
             funcs.append(self.rm_reward)
             weights.append(args.rm_weight)
+        if args.improvement_weight > 0 and self.rm_reward is not None:
+            funcs.append(ImprovementReward(self.rm_reward))
+            weights.append(args.improvement_weight)
         if args.gt_weight > 0:
             funcs.append(GTAnswerReward())
             weights.append(args.gt_weight)
@@ -359,6 +522,12 @@ class AgentGRPOTrainer(ResumeWeights, GRPOHooks):
         if known:
             mode = "train" if self.model.training else "eval"
             log_metric(self, "agent/gt_accuracy", sum(known) / len(known), mode)
+        firsts = [x.get("first_gt_match") for x in inputs]
+        pairs = [(a, f) for a, f in zip(matches, firsts, strict=True) if None not in (a, f)]
+        if pairs:  # mode revise: GT accuracy of the revisions minus that of the first answers
+            mode = "train" if self.model.training else "eval"
+            gain = sum(a - f for a, f in pairs) / len(pairs)
+            log_metric(self, "revise/gt_gain", gain, mode)
         return super().calculate_rewards(inputs, prompts, completions, completion_ids_list)
 
     def close(self) -> None:
@@ -373,6 +542,7 @@ CURVES = (
         {
             "EQA-RM reward (score / 10)": "rewards/rm_reward/mean",
             "GT-answer reward": "rewards/gt_reward/mean",
+            "revised minus first (R2 - R1)": "revise/improvement",
             "total reward": "reward",
         },
     ),
@@ -380,6 +550,7 @@ CURVES = (
         "answers",
         {
             "GT accuracy": "agent/gt_accuracy",
+            "GT accuracy, revised minus first": "revise/gt_gain",
             "unparsable share": "agent/unparsable",
             "no RM score share": "agent/rm_no_score",
         },
@@ -397,7 +568,16 @@ def train_agent_grpo(
     Resumes from the newest complete checkpoint in ``output_dir`` when there is one. The reward
     model is closed when training ends (or fails).
     """
-    dataset, processor, stats = prepare(cfg)
+    first_judge = None
+    if cfg.mode == "revise":  # EQA-RM judges the first answers, then scores the revisions
+        first_judge = make_rm_reward(cfg, reward_model)
+        reward_model = first_judge.reward_model
+    try:
+        dataset, processor, stats = prepare(cfg, first_judge)
+    except BaseException:
+        if reward_model is not None:
+            reward_model.close()
+        raise
     print(f"agent GRPO data: {json.dumps(stats.to_dict())}")
     curves = CurvesPlot(Path(cfg.output_dir) / cfg.curves_png, CURVES)
 

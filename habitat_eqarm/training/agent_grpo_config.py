@@ -8,7 +8,14 @@ The policy is a VLM that answers EQA questions in the generator prompt's format
   divided by 10, so in [0, 1]; 0 for an output with no parsable answer or when none of the
   K evaluations was well formed (the reason is logged);
 * ``gt_reward`` (``gt_weight > 0``, for ablations): 1 when the answer matches the instance's
-  ``gt_answer`` (:func:`~habitat_eqarm.rewards.textmatch.answers_match`), else 0.
+  ``gt_answer`` (:func:`~habitat_eqarm.rewards.textmatch.answers_match`), else 0;
+* ``improvement`` (``mode: revise``, ``improvement_weight > 0``): R2 - R1, the revised
+  answer's ``rm_reward`` minus the first answer's.
+
+``mode: revise`` trains the revision turn of critique-guided answering (docs/agent_grpo.md):
+each prompt is a question, the start agent's first answer and EQA-RM's critique and score of
+it (made once before training and cached in ``output_dir/revision_rows.jsonl``); ``rm_reward``
+is then EQA-RM's score of the revised answer.
 
 The reward model runs in-process (``rm_backend: hf`` on ``rm_device``, which may be another GPU
 than the policy's) or behind any OpenAI-compatible endpoint (``rm_backend: openai`` with
@@ -26,6 +33,7 @@ from habitat_eqarm.rewards.backends.base import MAX_PIXELS
 from habitat_eqarm.rewards.parsing import AGGREGATES
 
 RM_BACKENDS = ("hf", "openai")
+MODES = ("answer", "revise")
 
 
 @dataclass
@@ -82,6 +90,21 @@ class AgentGRPOConfig(GRPOConfig):
     gt_weight: float = field(
         default=0.0, metadata={"help": "weight of gt_reward (answer matches gt_answer); 0: off"}
     )
+    mode: str = field(
+        default="answer",
+        metadata={
+            "help": "answer: prompts are questions; revise: prompts are the revision turn "
+            "(first answer + EQA-RM's critique and score), rewarded by the revised answer's score"
+        },
+    )
+    improvement_weight: float = field(
+        default=0.0,
+        metadata={"help": "revise: weight of the improvement column (R2 - R1); 0: off"},
+    )
+    first_answers: int = field(
+        default=1,
+        metadata={"help": "revise: first answers the start agent writes per question"},
+    )
     curves_png: str = field(
         default="agent_grpo_curves.png", metadata={"help": "reward curves, in output_dir"}
     )
@@ -107,6 +130,17 @@ class AgentGRPOConfig(GRPOConfig):
             raise ValueError("rm_backend openai needs rm_base_url (e.g. http://host:8000/v1)")
         if self.rm_aggregate not in AGGREGATES:
             raise ValueError(f"rm_aggregate must be one of {AGGREGATES}, got {self.rm_aggregate!r}")
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.mode == "revise" and self.rm_weight <= 0:
+            raise ValueError("mode revise needs rm_weight > 0: EQA-RM judges both answers")
+        if self.improvement_weight < 0 or (self.improvement_weight > 0 and self.mode != "revise"):
+            raise ValueError(
+                f"improvement_weight must be >= 0 and needs mode revise, got "
+                f"{self.improvement_weight} with mode {self.mode!r}"
+            )
+        if self.first_answers < 1:
+            raise ValueError(f"first_answers must be at least 1, got {self.first_answers}")
         if self.rm_k < 1:
             raise ValueError(f"rm_k must be at least 1, got {self.rm_k}")
         if self.rm_weight < 0 or self.gt_weight < 0 or self.rm_weight + self.gt_weight == 0:

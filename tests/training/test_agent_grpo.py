@@ -14,11 +14,13 @@ from habitat_eqarm.rewards.parsing import parse_response
 from habitat_eqarm.testing.agent_toy import CPU, SMALL, format_target
 from habitat_eqarm.training.agent_grpo import (
     NO_ANSWER,
+    REVISION_ROWS,
     RM_NO_SCORE,
     EQARMAgentReward,
     RewardModelError,
     answered,
     gt_match,
+    make_rm_reward,
     prepare,
     step_seed,
     train_agent_grpo,
@@ -311,4 +313,93 @@ def test_train_agent_command(tmp_path, rft_run, agent_toy, capsys):
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "trained 1 steps" in printed and "EQA-RM calls: " in printed
+    assert (tmp_path / "o" / "agent_grpo_curves.png").is_file()
+
+
+# -- mode revise: the revision turn of critique-guided answering as the prompt ----------------
+
+REVISE = dict(mode="revise")
+
+
+def test_config_checks_the_revise_options():
+    ok = dict(output_dir="x", **CPU)
+    assert AgentGRPOConfig(**ok).mode == "answer"
+    assert AgentGRPOConfig(**ok, mode="revise", improvement_weight=0.5).improvement_weight == 0.5
+    for bad, match in (
+        (dict(mode="critique"), "mode must be"),
+        (dict(improvement_weight=0.5), "needs mode revise"),
+        (dict(mode="revise", improvement_weight=-1.0), "improvement_weight"),
+        (dict(mode="revise", rm_weight=0.0, gt_weight=1.0), "rm_weight > 0"),
+        (dict(mode="revise", first_answers=0), "first_answers"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            AgentGRPOConfig(**ok, **bad)
+
+
+def four_questions(tmp_path, agent_toy):
+    return write_jsonl(tmp_path / "q.jsonl", read_jsonl(agent_toy[0])[:4])
+
+
+def test_revision_rows_hold_the_first_answer_and_its_critique_and_are_cached(
+    tmp_path, rft_run, agent_toy
+):
+    data = four_questions(tmp_path, agent_toy)
+    cfg = config(
+        tmp_path / "o", agent_toy[1], data, str(rft_run.output_dir), **REVISE, first_answers=2
+    )
+    with pytest.raises(ValueError, match="must judge the first answers"):
+        prepare(cfg)
+    judge = make_rm_reward(cfg)
+    dataset, _, stats = prepare(cfg, judge)
+    assert stats.kept == 4 and len(dataset) > 0
+    # every first answer gave a row or was counted, and EQA-RM judged them in one call
+    assert len(dataset) + stats.skipped_no_first_answer + stats.skipped_no_first_score == 8
+    assert judge.calls == 1
+    for row in dataset:
+        text = row["prompt"][-1]["content"][-1]["text"]
+        assert "critiqued that response (score " in text
+        assert f"Your earlier answer: {row['first_answer']}" in text
+        assert row["first_critique"] in text and 0.0 <= row["first_reward"] <= 1.0
+        assert f"{row['first_reward'] * 10:g} of 10" in text
+        assert json.loads(row["instance"])["predicted_answer"] is None  # the question only
+        assert len(row["images"]) == 3
+    # a second preparation (a resumed run) revises the same first answers, judging nothing
+    again = make_rm_reward(cfg, judge.reward_model)
+    cached, _, stats2 = prepare(cfg, again)
+    assert again.calls == 0 and stats2.to_dict() == stats.to_dict()
+    keys = ("prompt", "first_answer", "first_reward", "first_critique")
+    assert [[r[k] for k in keys] for r in cached] == [[r[k] for k in keys] for r in dataset]
+    # rows made for another run are refused, naming the file
+    other = config(
+        tmp_path / "o", agent_toy[1], data, str(rft_run.output_dir), **REVISE, first_answers=1
+    )
+    with pytest.raises(ValueError, match=f"{REVISION_ROWS}: made for another run"):
+        prepare(other, again)
+    judge.reward_model.close()
+
+
+@pytest.mark.slow
+def test_revise_training_pays_the_revised_score_plus_the_improvement(tmp_path, rft_run, agent_toy):
+    data = four_questions(tmp_path, agent_toy)
+    cfg = config(
+        tmp_path / "o",
+        agent_toy[1],
+        data,
+        str(rft_run.output_dir),
+        **REVISE,
+        max_steps=2,
+        improvement_weight=0.5,
+    )
+    trainer = train_agent_grpo(cfg)
+    logged = [e for e in trainer.state.log_history if "reward" in e]
+    assert [e["step"] for e in logged] == [1, 2]
+    assert trainer.rm_reward.calls <= 2  # the revisions: one batched call a step at most
+    # TRL logs float32 means of 4 values in [-1, 1]: 1e-5 is far above their rounding
+    for e in logged:
+        revised, first = e["rewards/rm_reward/mean"], e["revise/first_reward"]
+        assert e["rewards/improvement/mean"] == pytest.approx(revised - first, abs=1e-5)
+        assert e["revise/improvement"] == pytest.approx(revised - first, abs=1e-5)
+        total = revised + 0.5 * (revised - first)
+        assert e["reward"] == pytest.approx(total, abs=1e-5)
+        assert -1.0 <= e["revise/gt_gain"] <= 1.0
     assert (tmp_path / "o" / "agent_grpo_curves.png").is_file()
