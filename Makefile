@@ -1,11 +1,11 @@
 # Two entry points: `make demo` and `make test`. Both create or refresh .venv first, installing
-# exactly the versions in the committed lock (requirements/lock.txt, made by `make lock`).
+# exactly the versions in the committed lock (requirements.txt, made by `make lock`).
 PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 # The lock pins torch==2.14.1 / torchvision==0.29.1, the build this machine has on disk. On
 # another platform resolve afresh instead: `make test LOCK= HLOCK= TORCH_SPEC="torch torchvision"`.
-LOCK   ?= requirements/lock.txt
+LOCK   ?= requirements.txt
 HLOCK  ?= requirements/lock-habitat.txt
 OLOCK  ?= requirements/lock-oldest.txt
 TORCH_SPEC ?=
@@ -68,7 +68,7 @@ test: chromium $(STAMP) $(HSTAMP)
 lock: $(STAMP)
 	$(PIP) install -q $(call constrain,$(LOCK)) uv
 	$(BIN)/uv pip compile -q --universal --python-version 3.11 --extra dev \
-		pyproject.toml requirements/lock.in -o requirements/lock.txt
+		pyproject.toml requirements/lock.in -o requirements.txt
 	$(BIN)/uv pip compile -q --universal --python-version 3.11 --extra dev \
 		pyproject.toml requirements/lock-habitat.in -o requirements/lock-habitat.txt
 	$(BIN)/uv pip compile -q --universal --python-version 3.11 --extra dev \
