@@ -26,12 +26,6 @@ from pathlib import Path
 import torch
 
 
-def endless(trainer):
-    """The trainer's batches, epoch after epoch."""
-    while True:
-        yield from trainer.get_train_dataloader()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--completions", type=int, default=16, help="completions per step")
@@ -51,6 +45,7 @@ def main() -> None:
         make_toy_questions,
         teach_agent_format,
     )
+    from habitat_eqarm.testing.learning import endless_batches
     from habitat_eqarm.training.agent_grpo import AgentGRPOTrainer, prepare
     from habitat_eqarm.training.agent_grpo_config import AgentGRPOConfig
 
@@ -95,7 +90,7 @@ def main() -> None:
         return trainer
 
     trainers = {"batched": make("batched", True), "per_completion": make("one", False)}
-    batches = {name: endless(t) for name, t in trainers.items()}
+    batches = {name: endless_batches(t) for name, t in trainers.items()}
     step_s: dict[str, list[float]] = {name: [] for name in trainers}
     rm_s: dict[str, list[float]] = {name: [] for name in trainers}
     requests: dict[str, list[float]] = {name: [] for name in trainers}

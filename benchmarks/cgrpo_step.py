@@ -29,6 +29,7 @@ import torch
 
 from habitat_eqarm.data import EQAInstance, write_jsonl
 from habitat_eqarm.testing import make_tiny_model
+from habitat_eqarm.testing.learning import endless_batches
 from habitat_eqarm.testing.toy import demo_or_synthetic_questions
 
 
@@ -53,12 +54,6 @@ def instances(folder: Path) -> tuple[Path, str]:
             )
         )
     return write_jsonl(folder / "instances.jsonl", labelled), where
-
-
-def endless(trainer):
-    """The trainer's batches, epoch after epoch."""
-    while True:
-        yield from trainer.get_train_dataloader()
 
 
 def main() -> None:
@@ -111,7 +106,7 @@ def main() -> None:
         train_dataset=dataset,
         processing_class=processor,
     )
-    batches = {"cgrpo": endless(ours), "grpo": endless(theirs)}
+    batches = {"cgrpo": endless_batches(ours), "grpo": endless_batches(theirs)}
     trainers = {"cgrpo": ours, "grpo": theirs}
     for trainer in trainers.values():
         trainer.model.train()

@@ -19,9 +19,8 @@ from typing import Any
 
 from habitat_eqarm.data.schema import EQAInstance, write_jsonl
 from habitat_eqarm.data.synthetic import make_synthetic_episode
+from habitat_eqarm.testing.learning import CPU, SMALL
 
-CPU = dict(bf16=False, use_cpu=True, activation_checkpointing=False, report_to="none")
-SMALL = dict(num_keyframes=3, max_pixels=20_000)
 FORMAT_STEPS = 120
 WRONG = "purple"  # the wrong answer of the toy RFT set
 
@@ -98,6 +97,7 @@ def teach_agent_format(
     steps: int = FORMAT_STEPS,
     seed=0,
     revision: bool = False,
+    learning_rate: float = 1e-2,
 ) -> Path:
     """SFT ``model`` on format answers to ``questions`` (see the module doc); the saved agent.
 
@@ -121,7 +121,7 @@ def teach_agent_format(
     args = SFTConfig(
         output_dir=str(out),
         max_steps=steps,
-        learning_rate=1e-2,
+        learning_rate=learning_rate,
         per_device_train_batch_size=4,
         save_strategy="no",
         logging_steps=steps,

@@ -62,6 +62,12 @@ def rft_fields(out: str | Path, model: str | Path, toy: tuple[Path, Path]) -> di
     )
 
 
+def endless_batches(trainer):
+    """A trainer's training batches, epoch after epoch (the step benchmarks' batch source)."""
+    while True:
+        yield from trainer.get_train_dataloader()
+
+
 def rft_config(out: str | Path, model: str | Path, toy: tuple[Path, Path], **kw: Any):
     """The toy RFT run's ``RFTConfig`` (``kw`` overrides, e.g. ``seed``, ``max_steps``)."""
     from habitat_eqarm.training.rft_config import RFTConfig
