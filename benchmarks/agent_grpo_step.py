@@ -10,8 +10,12 @@ the same completions. The two alternate ``--steps`` times after a warm-up step e
 are reported: step time, RM time, their ratios, and the RM's share of a step. Prints a Markdown
 table, then one JSON object as the last line.
 
+Why 128 EQA-RM tokens by default: an evaluation is a critique that weighs the answer and the
+trace's logic and grounding, then a score, so it runs to several sentences (128 tokens are about
+90 words; ``rm_max_new_tokens`` defaults to 512); docs/benchmarks.md also gives 64 and 256.
+
 Usage: python benchmarks/agent_grpo_step.py [--completions 16] [--g 8] [--tokens 48]
-    [--rm_tokens 64] [--steps 3] [--device cpu] [--format_steps 200]
+    [--rm_tokens 128] [--steps 5] [--device cpu] [--format_steps 200]
 """
 
 from __future__ import annotations
@@ -31,8 +35,8 @@ def main() -> None:
     parser.add_argument("--completions", type=int, default=16, help="completions per step")
     parser.add_argument("--g", type=int, default=8, help="completions per question (G)")
     parser.add_argument("--tokens", type=int, default=48, help="agent tokens per completion")
-    parser.add_argument("--rm_tokens", type=int, default=64, help="EQA-RM tokens per evaluation")
-    parser.add_argument("--steps", type=int, default=3, help="timed steps per mode")
+    parser.add_argument("--rm_tokens", type=int, default=128, help="EQA-RM tokens per evaluation")
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per mode")
     parser.add_argument("--device", default="cpu", help="EQA-RM's device (cpu, cuda:1, ...)")
     parser.add_argument("--format_steps", type=int, default=200, help="SFT steps of the agent")
     args = parser.parse_args()

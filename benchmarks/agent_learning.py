@@ -8,8 +8,12 @@ EQA-RM's score as the only reward (``gt_weight`` 0) should then move the agent t
 answers. Per seed (the GRPO run's seed: data order, the agent's and EQA-RM's sampling; the RM
 and the start agent are shared), a GRPO run and an lr-0 control that sees the same questions in
 the same order; the effect is the mean over the second half of the steps, GRPO minus control,
-of the EQA-RM reward and of the GT accuracy. Writes the curves to ``--png``; prints a Markdown
-table, then one JSON object as the last line.
+of the EQA-RM reward and of the GT accuracy. The per-step figures are of one question's G
+answers, so the data order's easy and hard questions make them noisy; in answer mode each final
+policy (the GRPO run's and the control's) also answers every question ``--eval_samples`` times
+with the same random numbers, and the effect of those final answers' GT accuracy and EQA-RM
+reward is reported too (``final_*``). Writes the curves to ``--png``; prints Markdown tables,
+then one JSON object as the last line.
 
 ``--mode revise`` (critique-guided GRPO, ``AgentGRPOConfig(mode="revise")``): the agent is also
 taught to revise in format, ignoring the critique (``teach_agent_format(revision=True)``);
@@ -19,7 +23,7 @@ then the revised-minus-first EQA-RM reward (``revise/improvement``, R2 - R1) and
 (``revise/gt_gain``), revise-GRPO vs the lr-0 control.
 
 Usage: python benchmarks/agent_learning.py [--seeds 0,1,2] [--steps 120] [--png docs/...png]
-  [--mode answer|revise]
+  [--mode answer|revise] [--lr 5e-4] [--eval_samples 16] [--rm outputs/toy-rft]
 """
 
 from __future__ import annotations
@@ -54,6 +58,43 @@ def late(history: list[dict], key: str) -> float:
 def curve(history: list[dict], key: str) -> tuple[list[int], list[float]]:
     points = [(e["step"], e[key]) for e in history if "step" in e and key in e]
     return [p[0] for p in points], [p[1] for p in points]
+
+
+def final_eval(cfg, agent: Path, samples: int) -> dict[str, float]:
+    """The trained policy at ``agent`` on every question of ``cfg.data``: ``samples`` answers
+    each at the GRPO temperature (the seed is the run's, so the GRPO agent and the control
+    answer with the same random numbers), their GT accuracy and EQA-RM reward (unparsable: 0)."""
+    import copy
+
+    from habitat_eqarm.data.schema import read_jsonl
+    from habitat_eqarm.rewards.parsing import parse_response
+    from habitat_eqarm.rewards.textmatch import answers_match
+    from habitat_eqarm.training.agent_grpo import (
+        AgentGRPOStats,
+        agent_rows,
+        answered,
+        first_answer_texts,
+        make_rm_reward,
+    )
+
+    ecfg = copy.copy(cfg)  # TrainingArguments do not survive dataclasses.replace
+    ecfg.model_name_or_path, ecfg.first_answers = str(agent), samples
+    rows = agent_rows(read_jsonl(cfg.data), cfg.num_keyframes, AgentGRPOStats())
+    reward = make_rm_reward(ecfg)
+    try:
+        texts = first_answer_texts(ecfg, rows, reward.reward_model)
+        gt, scored = [], []
+        for row, outs in zip(rows, texts, strict=True):
+            for text in outs:
+                parsed = parse_response(text)
+                gt.append(float(answers_match(parsed.answer, [row["gt_answer"]])))
+                if parsed.answer:
+                    scored.append(answered(row["instance"], parsed))
+        judged = reward.score(-2, scored)
+    finally:
+        reward.reward_model.close()
+    rm = sum((j.score or 0.0) / 10 for j in judged) / len(gt)
+    return {"gt_accuracy": sum(gt) / len(gt), "rm_reward": rm, "answers": len(gt)}
 
 
 def plot(runs: dict[int, dict[str, list[dict]]], path: Path, measures=MEASURES["answer"]) -> None:
@@ -93,9 +134,27 @@ def main() -> None:
     parser.add_argument("--format_steps", type=int, default=400, help="SFT steps of the agent")
     parser.add_argument("--rm", help="an EQA-RM trained by the toy RFT run already (skips it)")
     parser.add_argument("--mode", default="answer", choices=sorted(MEASURES), help="GRPO mode")
+    parser.add_argument(
+        "--eval_samples", type=int, default=16, help="answers per question in the final eval"
+    )
+    parser.add_argument(
+        "--replot",
+        nargs="+",
+        metavar="RUNS_JSON",
+        help="draw --png from the per-step logs of earlier runs (their --runs_json) and stop",
+    )
+    parser.add_argument("--runs_json", help="write the per-step measures here (for --replot)")
     args = parser.parse_args()
     (rm_key, _), (gt_key, _) = measures = MEASURES[args.mode]
+    if args.replot:  # seeds run in separate processes, drawn together
+        merged = {}
+        for name in args.replot:
+            merged.update({int(k): v for k, v in json.loads(Path(name).read_text()).items()})
+        plot(merged, Path(args.png), measures)
+        print(json.dumps({"png": args.png, "seeds": sorted(merged)}))
+        return
 
+    from habitat_eqarm.data.io import atomic_write_text
     from habitat_eqarm.testing import make_tiny_model
     from habitat_eqarm.testing.agent_toy import (
         CPU,
@@ -121,8 +180,9 @@ def main() -> None:
 
     runs: dict[int, dict[str, list[dict]]] = {}
     rows = []
+    evals: dict[int, dict[str, dict[str, float]]] = {}
     for seed in [int(s) for s in args.seeds.split(",")]:
-        runs[seed] = {}
+        runs[seed], evals[seed] = {}, {}
         for name, lr in (("control", 0.0), ("grpo", args.lr)):
             cfg = AgentGRPOConfig(
                 output_dir=str(tmp / f"{name}-{seed}"),
@@ -146,6 +206,8 @@ def main() -> None:
                 **SMALL,
             )
             runs[seed][name] = train_agent_grpo(cfg).state.log_history
+            if args.mode == "answer":
+                evals[seed][name] = final_eval(cfg, Path(cfg.output_dir), args.eval_samples)
         effect = {
             key: late(runs[seed]["grpo"], key) - late(runs[seed]["control"], key)
             for key in (rm_key, gt_key)
@@ -163,12 +225,30 @@ def main() -> None:
                 "gt_accuracy_effect": round(effect[gt_key], 3),
             }
         )
+        if evals[seed]:  # the final policies on every question
+            for name in ("control", "grpo"):
+                for key in ("gt_accuracy", "rm_reward"):
+                    rows[-1][f"final_{name}_{key}"] = round(evals[seed][name][key], 3)
+            for key in ("gt_accuracy", "rm_reward"):
+                rows[-1][f"final_{key}_effect"] = round(
+                    evals[seed]["grpo"][key] - evals[seed]["control"][key], 3
+                )
         if args.mode == "revise":  # the revised answers' own reward, and the first answers'
             for name in ("control", "grpo"):
                 rows[-1][f"{name}_revised_reward"] = round(late(runs[seed][name], RM_REWARD), 3)
             rows[-1]["first_reward"] = round(late(runs[seed]["control"], "revise/first_reward"), 3)
         print(json.dumps(rows[-1]), flush=True)
     plot(runs, Path(args.png), measures)
+    if args.runs_json:  # the per-step measures, for --replot
+        keep = {"step", rm_key, gt_key, RM_REWARD, "revise/first_reward"}
+        logged = {
+            seed: {
+                name: [{k: v for k, v in e.items() if k in keep} for e in h]
+                for name, h in r.items()
+            }
+            for seed, r in runs.items()
+        }
+        atomic_write_text(args.runs_json, json.dumps(logged))
     (_, rm_title), (_, gt_title) = measures
     print(f"| seed | {rm_title}: control / GRPO | effect | {gt_title}: control / GRPO | effect |")
     print("|---|---|---|---|---|")
@@ -178,6 +258,18 @@ def main() -> None:
             f"{r['rm_reward_effect']:+.3f} | {r['control_gt_accuracy']:.3f} / "
             f"{r['grpo_gt_accuracy']:.3f} | {r['gt_accuracy_effect']:+.3f} |"
         )
+    if any(evals.values()):
+        print("\nFinal policies, every question, --eval_samples answers each:\n")
+        print("| seed | GT accuracy: control / GRPO | effect ", end="")
+        print("| EQA-RM reward: control / GRPO | effect |")
+        print("|---|---|---|---|---|")
+        for r in rows:
+            print(
+                f"| {r['seed']} | {r['final_control_gt_accuracy']:.3f} / "
+                f"{r['final_grpo_gt_accuracy']:.3f} | {r['final_gt_accuracy_effect']:+.3f} | "
+                f"{r['final_control_rm_reward']:.3f} / {r['final_grpo_rm_reward']:.3f} | "
+                f"{r['final_rm_reward_effect']:+.3f} |"
+            )
     result = {
         "mode": args.mode,
         "measures": [rm_key, gt_key],
@@ -189,6 +281,11 @@ def main() -> None:
         "mean_gt_accuracy_effect": round(statistics.mean(r["gt_accuracy_effect"] for r in rows), 3),
         "png": args.png,
     }
+    if any(evals.values()):
+        for key in ("gt_accuracy", "rm_reward"):
+            result[f"min_final_{key}_effect"] = min(r[f"final_{key}_effect"] for r in rows)
+        controls = [r["final_control_gt_accuracy"] for r in rows]
+        result["final_control_gt_accuracy_sd"] = round(statistics.pstdev(controls), 3)
     print(json.dumps(result))
 
 
