@@ -1,5 +1,6 @@
 # Two entry points: `make demo` and `make test`. Both create or refresh .venv first, installing
-# exactly the versions in the committed lock (requirements.txt, made by `make lock`).
+# exactly the versions in the committed lock (requirements.txt, made by `make lock`, which also
+# exports it as pylock.toml, the PEP 751 format, for uv and pip users).
 PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -69,6 +70,8 @@ lock: $(STAMP)
 	$(PIP) install -q $(call constrain,$(LOCK)) uv
 	$(BIN)/uv pip compile -q --universal --python-version 3.11 --extra dev \
 		pyproject.toml requirements/lock.in -o requirements.txt
+	$(BIN)/uv pip compile -q --universal --python-version 3.11 --format pylock.toml \
+		requirements.txt -o pylock.toml
 	$(BIN)/uv pip compile -q --universal --python-version 3.11 --extra dev \
 		pyproject.toml requirements/lock-habitat.in -o requirements/lock-habitat.txt
 	$(BIN)/uv pip compile -q --universal --python-version 3.11 --extra dev \

@@ -90,3 +90,31 @@ def test_console_script_is_installed():
     exe = shutil.which("eqarm") or str(Path(sys.executable).parent / "eqarm")
     out = subprocess.run([exe, "--help"], capture_output=True, text=True, check=True).stdout
     assert out.startswith("usage: eqarm")
+
+
+def locked_pins(path: Path) -> set[tuple[str, str]]:
+    """(name, version) of every ``name==version`` line of a uv-compiled requirements lock."""
+    pins = set()
+    for line in path.read_text().splitlines():
+        spec = line.split(";")[0].strip()
+        if spec and not spec.startswith("#") and "==" in spec:
+            name, version = spec.split("==")
+            pins.add((name.strip().lower(), version.strip()))
+    return pins
+
+
+def test_pylock_pins_what_the_requirements_lock_pins():
+    """pylock.toml (PEP 751, for uv and pip's ``-r pylock.toml``) is `make lock`'s export of
+    requirements.txt, the lock `make test` installs from: the same packages at the same
+    versions."""
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    pylock = tomllib.loads((root / "pylock.toml").read_text())
+    exported = {(p["name"].lower(), p["version"]) for p in pylock["packages"]}
+    pins = locked_pins(root / "requirements.txt")
+    assert len(pins) > 100
+    assert exported == pins, (
+        f"pylock.toml and requirements.txt differ (run `make lock`): only in pylock.toml "
+        f"{sorted(exported - pins)}, only in requirements.txt {sorted(pins - exported)}"
+    )
