@@ -24,7 +24,6 @@ import argparse
 import json
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -49,7 +48,7 @@ def main() -> None:
         make_toy_questions,
         teach_agent_format,
     )
-    from habitat_eqarm.testing.learning import endless_batches
+    from habitat_eqarm.testing.learning import endless_batches, timed_step
     from habitat_eqarm.training.agent_grpo import AgentGRPOTrainer, prepare
     from habitat_eqarm.training.agent_grpo_config import AgentGRPOConfig
 
@@ -89,8 +88,6 @@ def main() -> None:
             train_dataset=dataset,
             processing_class=processor,
         )
-        trainer.model.train()
-        trainer.current_gradient_accumulation_steps = 1  # Trainer.train() sets it otherwise
         return trainer
 
     trainers = {"batched": make("batched", True), "per_completion": make("one", False)}
@@ -103,10 +100,7 @@ def main() -> None:
             batch = next(batches[name])
             reward = trainer.rm_reward
             rm_before, calls_before = reward.seconds, reward.calls
-            torch.manual_seed(step)
-            start = time.perf_counter()
-            trainer.training_step(trainer.model, batch, None)
-            elapsed = time.perf_counter() - start
+            elapsed = timed_step(trainer, batch, step)
             if step == 0:
                 continue  # warm-up
             step_s[name].append(elapsed)

@@ -22,14 +22,13 @@ import argparse
 import json
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
 from habitat_eqarm.data import EQAInstance, write_jsonl
 from habitat_eqarm.testing import make_tiny_model
-from habitat_eqarm.testing.learning import endless_batches
+from habitat_eqarm.testing.learning import endless_batches, timed_step
 from habitat_eqarm.testing.toy import demo_or_synthetic_questions
 
 
@@ -108,19 +107,13 @@ def main() -> None:
     )
     batches = {"cgrpo": endless_batches(ours), "grpo": endless_batches(theirs)}
     trainers = {"cgrpo": ours, "grpo": theirs}
-    for trainer in trainers.values():
-        trainer.model.train()
-        trainer.current_gradient_accumulation_steps = 1  # Trainer.train() sets it otherwise
     times: dict[str, list[float]] = {"cgrpo": [], "grpo": []}
     perturb: list[float] = []
     for step in range(args.steps + 1):
         for name, trainer in trainers.items():
             batch = next(batches[name])
             before = ours.perturb_seconds
-            torch.manual_seed(step)
-            start = time.perf_counter()
-            trainer.training_step(trainer.model, batch, None)
-            elapsed = time.perf_counter() - start
+            elapsed = timed_step(trainer, batch, step)
             if step == 0:
                 continue  # warm-up
             times[name].append(elapsed)

@@ -68,6 +68,23 @@ def endless_batches(trainer):
         yield from trainer.get_train_dataloader()
 
 
+def timed_step(trainer, batch, seed: int) -> float:
+    """Seconds one ``trainer.training_step`` on ``batch`` takes, torch seeded with ``seed`` (the
+    step benchmarks alternate trainers, so each sees the same random numbers). Outside
+    ``Trainer.train()``, which would otherwise set them: the model in training mode, one
+    gradient-accumulation step."""
+    import time
+
+    import torch
+
+    trainer.model.train()
+    trainer.current_gradient_accumulation_steps = 1
+    torch.manual_seed(seed)
+    start = time.perf_counter()
+    trainer.training_step(trainer.model, batch, None)
+    return time.perf_counter() - start
+
+
 def rft_config(out: str | Path, model: str | Path, toy: tuple[Path, Path], **kw: Any):
     """The toy RFT run's ``RFTConfig`` (``kw`` overrides, e.g. ``seed``, ``max_steps``)."""
     from habitat_eqarm.training.rft_config import RFTConfig
